@@ -1,0 +1,52 @@
+"""Start the API server: `python main_api.py` (settings from config.yaml and XRAY__* variables)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import uvicorn
+
+from server import ConfigError, get_settings
+from server.logsetup import LOG_FORMAT, configure_logging
+
+logger = logging.getLogger("main_api")
+
+
+def main() -> int:
+    try:
+        settings = get_settings()
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)  # noqa: T201 - logging may not be configured yet
+        return 2
+    configure_logging(settings.api.loglevel)
+    settings.api.upload_dir.mkdir(parents=True, exist_ok=True)
+    logger.info(
+        "starting API on %s:%s with %d process(es); uploads in %s",
+        settings.api.host,
+        settings.api.port,
+        settings.api.workers,
+        settings.api.upload_dir.resolve(),
+    )
+    log_config = dict(uvicorn.config.LOGGING_CONFIG)
+    log_config["formatters"] = {
+        "default": {"format": LOG_FORMAT},
+        "access": {"format": LOG_FORMAT},
+    }
+    uvicorn.run(
+        "server.api:create_app",
+        factory=True,
+        host=settings.api.host,
+        port=settings.api.port,
+        workers=settings.api.workers,
+        log_level=settings.api.loglevel,
+        log_config=log_config,
+        access_log=False,
+        # Seconds to finish in-flight requests after SIGTERM before connections are cut.
+        timeout_graceful_shutdown=30,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""Start a Celery worker: `python main_worker.py [--queues pano,ceph] [--concurrency N]`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from server import ConfigError, get_settings
+from server.logsetup import configure_logging
+from server.settings import TASK_TYPES
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--queues", help=f"comma-separated queues to consume (default: worker.queues; known: {', '.join(TASK_TYPES)})"
+    )
+    parser.add_argument("--concurrency", type=int, help="pool processes (default: worker.concurrency)")
+    args = parser.parse_args(argv)
+    try:
+        settings = get_settings()
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)  # noqa: T201 - logging may not be configured yet
+        return 2
+    queues = args.queues.split(",") if args.queues else list(settings.worker.queues)
+    unknown = sorted(set(queues) - set(TASK_TYPES))
+    if unknown:
+        parser.error(f"unknown queue(s): {', '.join(unknown)}")
+    configure_logging(settings.worker.loglevel)
+
+    from server.worker import celery_app
+
+    celery_app.worker_main(
+        [
+            "worker",
+            f"--loglevel={settings.worker.loglevel.upper()}",
+            f"--concurrency={args.concurrency or settings.worker.concurrency}",
+            f"--queues={','.join(queues)}",
+            "--pool=solo" if os.name == "nt" else "--pool=prefork",
+            f"--hostname=xray-{os.getpid()}@%h",
+            # Mingle and gossip cost a second of start-up and chatter; nothing here relies on them.
+            "--without-mingle",
+            "--without-gossip",
+        ]
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""The HTTP API: app factory, lifespan-owned clients, routes (parse → call → return)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+
+from server import SERVICE_NAME, __version__
+from server.core.persistence import TaskPersistence
+from server.core.storage import LocalStorage
+from server.error_handlers import install_error_handlers
+from server.imageformat import ALLOWED_EXTENSIONS
+from server.schemas import MAX_CALLBACK_URL_LENGTH, AnalyzeResponse, ErrorResponse
+from server.settings import Settings, get_settings
+from server.submission import Submitter
+
+logger = logging.getLogger(__name__)
+
+
+def _celery_enqueue(task_id: str, task_type: str) -> None:
+    from server.worker import ANALYZE_TASK_NAME, celery_app
+
+    celery_app.send_task(ANALYZE_TASK_NAME, args=[task_id], queue=task_type)
+
+
+def get_submitter(request: Request) -> Submitter:
+    submitter: Submitter = request.app.state.submitter
+    return submitter
+
+
+SubmitterDep = Annotated[Submitter, Depends(get_submitter)]
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": description}
+    for status, description in {
+        400: "Validation failed (10001) or unsupported image (10003)",
+        409: "taskId already exists (10002)",
+        413: "Upload larger than the limit (10004)",
+        503: "Redis or the broker is unavailable (10007); retry after Retry-After seconds",
+    }.items()
+}
+
+_ANALYZE_FORM: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["taskId", "taskType", "callbackUrl", "image"],
+                    "properties": {
+                        "taskId": {"type": "string", "format": "uuid", "description": "UUID v4, canonical form"},
+                        "taskType": {"type": "string", "enum": ["pano", "ceph"]},
+                        "callbackUrl": {"type": "string", "format": "uri", "maxLength": MAX_CALLBACK_URL_LENGTH},
+                        "image": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": f"X-ray image; extension one of {', '.join(ALLOWED_EXTENSIONS)}",
+                        },
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the API; clients are opened in the lifespan, so building it connects to nothing."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        persistence = TaskPersistence(settings)
+        storage = LocalStorage(settings.api.upload_dir)
+        app.state.submitter = Submitter(persistence, storage, _celery_enqueue, settings.limits.max_upload_bytes)
+        logger.info("API ready: storage %s, Redis %s:%s", storage.root, settings.redis.host, settings.redis.port)
+        try:
+            yield
+        finally:
+            persistence.close()
+
+    app = FastAPI(
+        title=SERVICE_NAME, description="Asynchronous dental X-ray AI inference", version=__version__, lifespan=lifespan
+    )
+    install_error_handlers(app)
+
+    @app.get("/")
+    async def root() -> dict[str, str]:
+        """Service name, version and state."""
+        return {"service": SERVICE_NAME, "version": __version__, "status": "running"}
+
+    @app.get("/health")
+    @app.get("/api/v1/health")
+    async def health() -> dict[str, str]:
+        """Liveness of the API process."""
+        return {"status": "healthy", "service": "api"}
+
+    @app.post(
+        "/api/v1/analyze",
+        status_code=202,
+        response_model=AnalyzeResponse,
+        responses=_ERRORS,
+        openapi_extra=_ANALYZE_FORM,
+    )
+    async def analyze(request: Request, submitter: SubmitterDep) -> AnalyzeResponse:
+        """Queue an X-ray for analysis; the result is POSTed to callbackUrl when it is ready."""
+        return await submitter.submit(request)
+
+    return app

@@ -1,0 +1,65 @@
+"""HTTP callback sender: one pooled client per process, any 2xx is success, redirects are failures."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from server import __version__
+from server.settings import Settings, as_settings
+
+logger = logging.getLogger(__name__)
+
+USER_AGENT = f"Xray-Inference-Service/{__version__}"
+
+
+@dataclass(frozen=True)
+class DeliveryAttempt:
+    delivered: bool
+    status_code: int | None = None
+    error: str | None = None
+
+
+class CallbackManager:
+    """Posts result payloads to callback URLs; reuse one instance for the life of the process."""
+
+    def __init__(self, config: Settings | Mapping[str, Any], client: httpx.Client | None = None) -> None:
+        settings = as_settings(config)
+        self.timeout = settings.callback.timeout
+        self.client = client or httpx.Client(
+            timeout=httpx.Timeout(self.timeout),
+            # A redirect could send a patient's result somewhere the submitter never named.
+            follow_redirects=False,
+            headers={"User-Agent": USER_AGENT, "Content-Type": "application/json"},
+            limits=httpx.Limits(max_connections=20, max_keepalive_connections=10, keepalive_expiry=30),
+        )
+
+    def deliver(self, callback_url: str, payload: Mapping[str, Any]) -> DeliveryAttempt:
+        """One attempt; never raises for network or HTTP failures, it reports them."""
+        task_id = payload.get("taskId")
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        try:
+            response = self.client.post(callback_url, content=body)
+        except httpx.TimeoutException:
+            logger.warning("callback timed out after %ss: task %s", self.timeout, task_id)
+            return DeliveryAttempt(False, error=f"timed out after {self.timeout}s")
+        except httpx.HTTPError as exc:
+            logger.warning("callback failed: task %s: %s", task_id, type(exc).__name__)
+            return DeliveryAttempt(False, error=f"{type(exc).__name__}: {exc}")
+        if response.is_success:
+            logger.info("callback delivered: task %s, HTTP %s", task_id, response.status_code)
+            return DeliveryAttempt(True, response.status_code)
+        logger.warning("callback refused: task %s, HTTP %s", task_id, response.status_code)
+        return DeliveryAttempt(False, response.status_code, error=f"HTTP {response.status_code}")
+
+    def send_callback(self, callback_url: str, payload: Mapping[str, Any]) -> bool:
+        """The seed's interface: True when the receiver answered 2xx."""
+        return self.deliver(callback_url, payload).delivered
+
+    def close(self) -> None:
+        self.client.close()

@@ -1,0 +1,135 @@
+"""Task records in Redis: one hash per task, every field a JSON value, kept `task.result_ttl` seconds.
+
+Creation is an atomic claim (a task id is taken once, however many API processes race for it),
+and updates run as one Lua script that refuses to touch a task that has already ended, so a
+duplicate run of a redelivered message can never overwrite a final result.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any, cast
+
+import redis
+
+from server.core.status import TERMINAL_STATUSES
+from server.settings import RedisSettings, Settings, as_settings
+
+logger = logging.getLogger(__name__)
+
+_TERMINAL_LUA = "{" + ", ".join(f"[{json.dumps(json.dumps(str(s)))}] = true" for s in sorted(TERMINAL_STATUSES)) + "}"
+
+# KEYS[1] task hash; ARGV[1] ttl; ARGV[2..] field, value pairs. 1 = created, 0 = taken.
+_CLAIM = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return 1
+"""
+
+# KEYS[1] task hash; ARGV[1] ttl; ARGV[2] '1' to refuse a task that ended; ARGV[3] field to
+# increment or ''; ARGV[4..] field, value pairs.
+# Returns the incremented value (0 when none), UPDATE_MISSING or UPDATE_REFUSED_TERMINAL.
+_UPDATE = f"""
+local terminal = {_TERMINAL_LUA}
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return -1 end
+if ARGV[2] == '1' and terminal[status] then return -2 end
+local counted = 0
+if ARGV[3] ~= '' then counted = redis.call('HINCRBY', KEYS[1], ARGV[3], 1) end
+if #ARGV > 3 then redis.call('HSET', KEYS[1], unpack(ARGV, 4)) end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return counted
+"""
+
+UPDATE_MISSING = -1
+UPDATE_REFUSED_TERMINAL = -2
+
+
+def redis_client(settings: RedisSettings, *, db: int | None = None) -> redis.Redis:
+    """One pooled, thread-safe client; build it once per process and share it."""
+    return redis.Redis(
+        host=settings.host,
+        port=settings.port,
+        db=settings.db if db is None else db,
+        password=settings.password.get_secret_value() if settings.password else None,
+        socket_timeout=settings.socket_timeout_s,
+        socket_connect_timeout=settings.socket_timeout_s,
+        health_check_interval=30,
+        decode_responses=True,
+    )
+
+
+def _encode(fields: Mapping[str, Any]) -> dict[str, str]:
+    return {name: json.dumps(value, separators=(",", ":")) for name, value in fields.items()}
+
+
+def _flatten(fields: Mapping[str, Any]) -> list[str]:
+    """Field, value, field, value… as a Lua script's ARGV expects them."""
+    return [item for pair in _encode(fields).items() for item in pair]
+
+
+def _decode(raw: Mapping[str, str]) -> dict[str, Any]:
+    return {name: json.loads(value) for name, value in raw.items()}
+
+
+class TaskPersistence:
+    """Task metadata store (the seed's interface plus an atomic claim and guarded updates)."""
+
+    def __init__(self, config: Settings | Mapping[str, Any], client: redis.Redis | None = None) -> None:
+        settings = as_settings(config)
+        self.redis_client = client if client is not None else redis_client(settings.redis)
+        self.key_prefix = f"{settings.redis.key_prefix}task:"
+        self.ttl = settings.task.result_ttl
+        self._claim = self.redis_client.register_script(_CLAIM)
+        self._update = self.redis_client.register_script(_UPDATE)
+
+    def _build_key(self, task_id: str) -> str:
+        return f"{self.key_prefix}{task_id}"
+
+    def save_task(self, task_id: str, metadata: Mapping[str, Any]) -> bool:
+        """Write (replace) a record with the TTL; False when Redis failed (the seed's contract)."""
+        key = self._build_key(task_id)
+        try:
+            with self.redis_client.pipeline() as pipe:
+                pipe.delete(key)
+                pipe.hset(key, mapping=cast(dict[Any, Any], _encode(metadata)))
+                pipe.expire(key, self.ttl)
+                pipe.execute()
+        except redis.RedisError:
+            logger.exception("failed to save task %s", task_id)
+            return False
+        return True
+
+    def get_task(self, task_id: str) -> dict[str, Any] | None:
+        raw = cast(dict[str, str], self.redis_client.hgetall(self._build_key(task_id)))
+        return _decode(raw) if raw else None
+
+    def task_exists(self, task_id: str) -> bool:
+        return bool(self.redis_client.exists(self._build_key(task_id)))
+
+    def delete_task(self, task_id: str) -> bool:
+        return bool(self.redis_client.delete(self._build_key(task_id)))
+
+    def claim_task(self, task_id: str, metadata: Mapping[str, Any]) -> bool:
+        """Create the record unless the id is taken; exactly one of racing callers gets True."""
+        return bool(self._claim(keys=[self._build_key(task_id)], args=[self.ttl, *_flatten(metadata)]))
+
+    def update_task(
+        self, task_id: str, fields: Mapping[str, Any], *, count: str = "", unless_ended: bool = True
+    ) -> int:
+        """Set fields and increment `count` in one step, refusing a task that ended unless told.
+
+        Returns the incremented count (0 without one), or UPDATE_MISSING / UPDATE_REFUSED_TERMINAL.
+        """
+        guard = "1" if unless_ended else "0"
+        result = self._update(keys=[self._build_key(task_id)], args=[self.ttl, guard, count, *_flatten(fields)])
+        return int(result)
+
+    def ping(self) -> bool:
+        return bool(self.redis_client.ping())
+
+    def close(self) -> None:
+        self.redis_client.close()

@@ -1,0 +1,84 @@
+"""Error codes and the one exception hierarchy the API maps to its error body.
+
+    ServiceError                      {code, message, detail} with an HTTP status
+    ├── RequestInvalid                400 / 10001
+    ├── TaskAlreadyExists             409 / 10002
+    ├── UnsupportedImage              400 / 10003
+    ├── UploadTooLarge                413 / 10004
+    └── DependencyUnavailable         503 / 10007 (with Retry-After)
+
+Codes 12xxx never reach an HTTP response: they travel in callbacks and task records.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ErrorCode(IntEnum):
+    HTTP_ERROR = 10000  # no such route, method not allowed, internal error
+    VALIDATION_FAILED = 10001
+    TASK_EXISTS = 10002
+    UNSUPPORTED_IMAGE = 10003
+    UPLOAD_TOO_LARGE = 10004
+    UNAUTHORIZED = 10005
+    TASK_NOT_FOUND = 10006
+    DEPENDENCY_UNAVAILABLE = 10007
+    CALLBACK_NOT_ALLOWED = 10008
+    TASK_FINISHED = 10009
+    INFERENCE_FAILED = 12001
+    IMAGE_NOT_FOUND = 12002
+    IMAGE_UNDECODABLE = 12003
+    TASK_TIMED_OUT = 12004
+    TASK_CANCELED = 12005
+
+
+class ServiceError(Exception):
+    status_code = 500
+    code = ErrorCode.HTTP_ERROR
+    message = "Internal server error"
+
+    def __init__(self, detail: str | None = None, *, message: str | None = None) -> None:
+        super().__init__(detail or message or self.message)
+        self.detail = detail
+        if message is not None:
+            self.message = message
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {}
+
+
+class RequestInvalid(ServiceError):
+    status_code = 400
+    code = ErrorCode.VALIDATION_FAILED
+    message = "Request validation failed"
+
+
+class TaskAlreadyExists(ServiceError):
+    status_code = 409
+    code = ErrorCode.TASK_EXISTS
+    message = "Task ID already exists"
+
+
+class UnsupportedImage(ServiceError):
+    status_code = 400
+    code = ErrorCode.UNSUPPORTED_IMAGE
+    message = "Unsupported image format"
+
+
+class UploadTooLarge(ServiceError):
+    status_code = 413
+    code = ErrorCode.UPLOAD_TOO_LARGE
+    message = "Upload too large"
+
+
+class DependencyUnavailable(ServiceError):
+    status_code = 503
+    code = ErrorCode.DEPENDENCY_UNAVAILABLE
+    message = "Service temporarily unavailable"
+    retry_after_s = 5
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)}

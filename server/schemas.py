@@ -1,0 +1,101 @@
+"""Request, response and callback models of the public contract."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from server.core.status import TaskStatus
+
+# Version 4, variant RFC 4122, canonical 8-4-4-4-12 spelling only: `uuid.UUID()` would also take
+# braces, `urn:uuid:` and hyphen-less forms, letting one task be claimed under several keys.
+_UUID4 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", re.IGNORECASE)
+MAX_CALLBACK_URL_LENGTH = 2048
+TaskType = Literal["pano", "ceph"]
+
+
+def canonical_task_id(value: str) -> str:
+    """The lowercase form of a canonical UUID v4; `ValueError` for anything else."""
+    if not _UUID4.fullmatch(value):
+        raise ValueError("taskId must be a UUID version 4 in canonical 8-4-4-4-12 hex form")
+    return value.lower()
+
+
+def checked_callback_url(value: str) -> str:
+    if len(value) > MAX_CALLBACK_URL_LENGTH:
+        raise ValueError(f"callbackUrl must be at most {MAX_CALLBACK_URL_LENGTH} characters")
+    if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+        raise ValueError("callbackUrl must not contain whitespace or control characters")
+    try:
+        parts = urlsplit(value)
+        port = parts.port  # raises ValueError for a port out of range or not a number
+    except ValueError as exc:
+        raise ValueError(f"callbackUrl is not a valid URL: {exc}") from None
+    if parts.scheme not in ("http", "https"):
+        raise ValueError("callbackUrl must be an absolute http:// or https:// URL")
+    if not parts.hostname:
+        raise ValueError("callbackUrl must name a host")
+    if port == 0:
+        raise ValueError("callbackUrl port must be between 1 and 65535")
+    return value
+
+
+class AnalyzeRequest(BaseModel):
+    """The form fields of `POST /api/v1/analyze` (the image travels beside them)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    taskId: str = Field(description="UUID version 4, canonical form; returned lowercase")
+    taskType: TaskType
+    callbackUrl: str = Field(max_length=MAX_CALLBACK_URL_LENGTH)
+
+    @field_validator("taskId")
+    @classmethod
+    def validate_task_id(cls, value: str) -> str:
+        return canonical_task_id(value)
+
+    @field_validator("taskType", mode="before")
+    @classmethod
+    def validate_task_type(cls, value: object) -> object:
+        if value not in ("pano", "ceph"):
+            raise ValueError("taskType must be either pano or ceph")
+        return value
+
+    @field_validator("callbackUrl", mode="before")
+    @classmethod
+    def validate_callback_url(cls, value: object) -> object:
+        return checked_callback_url(value) if isinstance(value, str) else value
+
+
+class AnalyzeResponse(BaseModel):
+    taskId: str
+    status: Literal["accepted"] = "accepted"
+    message: str = "Task queued successfully"
+
+
+class ErrorDetail(BaseModel):
+    """The error carried by a callback or a task record."""
+
+    code: int
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    """Every HTTP error body, at the top level."""
+
+    code: int
+    message: str
+    detail: str | None = None
+
+
+class CallbackPayload(BaseModel):
+    """The JSON body POSTed to `callbackUrl` when a task ends."""
+
+    taskId: str
+    taskType: TaskType | None = None
+    status: TaskStatus | None = None
+    data: dict[str, Any] | None = None
+    error: ErrorDetail | None = None

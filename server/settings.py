@@ -1,0 +1,202 @@
+"""Typed configuration: `config.yaml` (or `$XRAY_CONFIG`) overlaid by `XRAY__SECTION__KEY` variables.
+
+The environment wins over the file. Lists and maps are given as JSON in the environment
+(`XRAY__WORKER__QUEUES='["ceph"]'`). Every section rejects unknown keys, so a typo in a file
+or a variable name is an error rather than a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG_FILE = PROJECT_ROOT / "config.yaml"
+CONFIG_FILE_VARIABLE = "XRAY_CONFIG"
+ENV_PREFIX = "XRAY__"
+TASK_TYPES = ("pano", "ceph")
+
+
+class ConfigError(Exception):
+    """The configuration file or an `XRAY__…` variable holds a value the service cannot use."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RedisSettings(_Section):
+    host: str = "localhost"
+    port: int = Field(default=6379, ge=1, le=65535)
+    db: int = Field(default=0, ge=0)
+    password: SecretStr | None = None
+    key_prefix: str = Field(default="xray:", min_length=1)
+    socket_timeout_s: float = Field(default=5.0, gt=0)
+
+    def url(self, db: int | None = None) -> str:
+        auth = f":{self.password.get_secret_value()}@" if self.password else ""
+        return f"redis://{auth}{self.host}:{self.port}/{self.db if db is None else db}"
+
+
+class CelerySettings(_Section):
+    # None means "the server of the `redis` section", so pointing the service at another Redis
+    # is one setting, not three.
+    broker_url: str | None = None
+    result_backend: str | None = None
+    # Redis transport: an unacknowledged message is handed out again after this many seconds.
+    # It must exceed the hard time limit or a long task would run twice at once.
+    visibility_timeout_s: int = Field(default=3600, ge=1)
+
+
+class ApiSettings(_Section):
+    host: str = "0.0.0.0"  # noqa: S104 - a service listens on all interfaces unless told otherwise
+    port: int = Field(default=8000, ge=1, le=65535)
+    upload_dir: Path = Path("./tmp/uploads")
+    workers: int = Field(default=1, ge=1, le=64)
+    loglevel: Literal["critical", "error", "warning", "info", "debug"] = "info"
+
+
+class WorkerSettings(_Section):
+    concurrency: int = Field(default=2, ge=1, le=256)
+    loglevel: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    queues: list[Literal["pano", "ceph"]] = Field(default=["pano", "ceph"], min_length=1)
+    task_soft_time_limit_s: int = Field(default=300, ge=1)
+    task_time_limit_s: int = Field(default=360, ge=1)
+    # A message redelivered after its worker died counts as another attempt; past this the
+    # task fails with 12001 instead of taking workers down forever.
+    max_attempts: int = Field(default=3, ge=1)
+
+
+class CallbackSettings(_Section):
+    timeout: float = Field(default=10.0, gt=0, le=300)
+
+
+class TaskSettings(_Section):
+    result_ttl: int = Field(default=86400, ge=1)
+
+
+class StorageSettings(_Section):
+    backend: Literal["local"] = "local"
+    keep_images: bool = False
+
+
+class LimitsSettings(_Section):
+    max_upload_mb: float = Field(default=50, gt=0)
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+
+class PipelinesSettings(_Section):
+    mock_delay_s: float = Field(default=2.0, ge=0, le=3600)
+
+
+class Settings(BaseSettings):
+    """The whole configuration; build it with `load_settings()` or `get_settings()`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    redis: RedisSettings = RedisSettings()
+    celery: CelerySettings = CelerySettings()
+    api: ApiSettings = ApiSettings()
+    worker: WorkerSettings = WorkerSettings()
+    callback: CallbackSettings = CallbackSettings()
+    task: TaskSettings = TaskSettings()
+    storage: StorageSettings = StorageSettings()
+    limits: LimitsSettings = LimitsSettings()
+    pipelines: PipelinesSettings = PipelinesSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The YAML file arrives as init arguments; the environment must override it.
+        return (env_settings, init_settings)
+
+    @model_validator(mode="after")
+    def _time_limits_nest(self) -> Settings:
+        soft, hard = self.worker.task_soft_time_limit_s, self.worker.task_time_limit_s
+        if soft >= hard:
+            raise ValueError(f"worker.task_soft_time_limit_s ({soft}) must be below worker.task_time_limit_s ({hard})")
+        if self.celery.visibility_timeout_s <= hard:
+            raise ValueError(
+                f"celery.visibility_timeout_s ({self.celery.visibility_timeout_s}) must exceed "
+                f"worker.task_time_limit_s ({hard}), or a running task is handed to a second worker"
+            )
+        return self
+
+    @property
+    def broker_url(self) -> str:
+        return self.celery.broker_url or self.redis.url()
+
+
+def config_file_path() -> Path:
+    return Path(os.environ.get(CONFIG_FILE_VARIABLE) or DEFAULT_CONFIG_FILE)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration file {path}: {exc.strerror}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"configuration file {path} is not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"configuration file {path} must hold a mapping of sections")
+    return data
+
+
+def _describe(error: Mapping[str, Any], path: Path) -> str:
+    location = [str(part) for part in error["loc"]]
+    dotted = ".".join(location) or "(root)"
+    variable = ENV_PREFIX + "__".join(part.upper() for part in location)
+    value = f" (got {error['input']!r})" if error["type"] != "missing" and len(location) > 1 else ""
+    return f"{dotted}: {error['msg']}{value} [set in {path} or {variable}]"
+
+
+def load_settings(path: Path | None = None) -> Settings:
+    """Read, overlay and validate the configuration; raise one `ConfigError` naming each bad key."""
+    path = path or config_file_path()
+    try:
+        return Settings(**_read_yaml(path))
+    except ValidationError as exc:
+        details = "; ".join(_describe(error, path) for error in exc.errors())
+        raise ConfigError(f"invalid configuration: {details}") from None
+
+
+@cache
+def get_settings() -> Settings:
+    """The process's configuration, read once; runtime code uses this, never per request or task."""
+    return load_settings()
+
+
+def as_settings(config: Settings | Mapping[str, Any]) -> Settings:
+    """Accept the seed's plain-dict configuration wherever a `Settings` is expected."""
+    if isinstance(config, Settings):
+        return config
+    try:
+        return Settings.model_validate(dict(config))
+    except ValidationError as exc:
+        raise ConfigError(f"invalid configuration: {exc}") from None

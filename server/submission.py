@@ -1,0 +1,107 @@
+"""Accepting an analyze request: validate, store the image, claim the task id, enqueue — or undo all."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+
+import anyio
+import kombu.exceptions
+import redis
+from pydantic import ValidationError
+from starlette.requests import Request
+
+from server.core.persistence import TaskPersistence
+from server.core.processing import utc_now
+from server.core.status import TaskStatus
+from server.core.storage import LocalStorage
+from server.errors import DependencyUnavailable, RequestInvalid, TaskAlreadyExists
+from server.schemas import AnalyzeRequest, AnalyzeResponse
+from server.upload import IMAGE_FIELD, AnalyzeFormReader, UploadedImage
+
+logger = logging.getLogger(__name__)
+
+TEXT_FIELDS = ("taskId", "taskType", "callbackUrl")
+Enqueue = Callable[[str, str], None]  # (task id, task type) -> None; raises when the broker is down
+
+
+def validated_fields(fields: Mapping[str, str]) -> AnalyzeRequest:
+    missing = [name for name in TEXT_FIELDS if name not in fields]
+    if missing:
+        raise RequestInvalid(f"missing form field(s): {', '.join(missing)}")
+    try:
+        return AnalyzeRequest.model_validate({name: fields[name] for name in TEXT_FIELDS})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors()
+        )
+        raise RequestInvalid(problems) from None
+
+
+def _validate_if_complete(fields: Mapping[str, str]) -> None:
+    """Reject bad fields before the image is stored, when the client sent them first."""
+    if all(name in fields for name in TEXT_FIELDS):
+        validated_fields(fields)
+
+
+class Submitter:
+    def __init__(
+        self, persistence: TaskPersistence, storage: LocalStorage, enqueue: Enqueue, max_image_bytes: int
+    ) -> None:
+        self.persistence = persistence
+        self.storage = storage
+        self.enqueue = enqueue
+        self.max_image_bytes = max_image_bytes
+
+    async def submit(self, request: Request) -> AnalyzeResponse:
+        form = await AnalyzeFormReader(self.storage, self.max_image_bytes, _validate_if_complete).read(request)
+        image = form.image
+        try:
+            if image is None:
+                hint = " (it was sent as text, not as a file)" if IMAGE_FIELD in form.fields else ""
+                missing = [name for name in (*TEXT_FIELDS, IMAGE_FIELD) if name not in form.fields]
+                raise RequestInvalid(f"missing form field(s): {', '.join(missing) or IMAGE_FIELD}{hint}")
+            task = validated_fields(form.fields)
+        except BaseException:
+            if image is not None:
+                await anyio.to_thread.run_sync(image.discard)
+            raise
+        # One hop to a thread for all the blocking steps: file, Redis and broker.
+        await anyio.to_thread.run_sync(self._accept, task, image)
+        return AnalyzeResponse(taskId=task.taskId)
+
+    def _accept(self, task: AnalyzeRequest, image: UploadedImage) -> None:
+        try:
+            image.commit()
+            record = {
+                "taskId": task.taskId,
+                "taskType": task.taskType,
+                "callbackUrl": task.callbackUrl,
+                "imageKey": image.key,
+                "status": TaskStatus.QUEUED,
+                "createdAt": utc_now(),
+                "attempts": 0,
+            }
+            try:
+                claimed = self.persistence.claim_task(task.taskId, record)
+            except redis.RedisError as exc:
+                logger.error("task %s refused: Redis unavailable: %s", task.taskId, exc)
+                raise DependencyUnavailable("the task store is unavailable; retry later") from None
+            if not claimed:
+                raise TaskAlreadyExists(f"taskId {task.taskId} is already in use")
+            self._enqueue_or_release(task)
+        except BaseException:
+            image.discard()
+            raise
+        logger.info("task %s accepted (%s, %d bytes)", task.taskId, task.taskType, image.size)
+
+    def _enqueue_or_release(self, task: AnalyzeRequest) -> None:
+        try:
+            self.enqueue(task.taskId, task.taskType)
+        except (kombu.exceptions.KombuError, OSError, redis.RedisError) as exc:
+            logger.error("task %s refused: broker unavailable: %s", task.taskId, exc)
+            try:
+                self.persistence.delete_task(task.taskId)
+            except redis.RedisError:
+                logger.exception("task %s: could not release the claim", task.taskId)
+            raise DependencyUnavailable("the task queue is unavailable; retry later") from None

@@ -1,0 +1,228 @@
+"""Streaming reader for the analyze form: text fields into memory (bounded), the image to storage.
+
+The body is parsed as it arrives. The image is checked against its extension from its first bytes,
+then written to a staged file in bounded slices, so an upload of any size costs the API at most
+`FLUSH_BYTES` of memory. Nothing becomes visible in storage until the caller commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import Request
+
+from server.core.storage import LocalStorage, StagedImage
+from server.errors import RequestInvalid, UploadTooLarge
+from server.imageformat import SNIFF_BYTES, check_content, extension_of
+
+IMAGE_FIELD = "image"
+FLUSH_BYTES = 1024 * 1024
+MAX_TEXT_FIELDS = 16
+MAX_TEXT_FIELD_BYTES = 8 * 1024
+# Room for the text fields and multipart framing on top of the image itself.
+FORM_OVERHEAD_BYTES = MAX_TEXT_FIELDS * MAX_TEXT_FIELD_BYTES
+
+
+@dataclass
+class UploadedImage:
+    """An image received in full but not yet committed to storage."""
+
+    storage: LocalStorage
+    key: str
+    extension: str
+    filename: str
+    size: int = 0
+    _tail: bytearray = field(default_factory=bytearray)
+    _staged: StagedImage | None = None
+    _committed: bool = False
+
+    def flush(self) -> None:
+        """Write the buffered bytes to the staged file (blocking: call from a worker thread)."""
+        if self._staged is None:
+            self._staged = self.storage.stage(self.key)
+        self._staged.write(self._tail)
+        self._tail.clear()
+
+    def commit(self) -> None:
+        """Make the image readable under its key (blocking)."""
+        self.flush()
+        if self._staged is not None:  # always true after flush(); says so to the type checker
+            self._staged.commit()
+        self._committed = True
+
+    def discard(self) -> None:
+        """Remove every trace of the image, committed or not (blocking)."""
+        if self._committed:
+            self.storage.delete(self.key)
+        elif self._staged is not None:
+            self._staged.discard()
+        self._tail.clear()
+
+
+@dataclass
+class AnalyzeForm:
+    fields: dict[str, str]
+    image: UploadedImage | None
+
+
+@dataclass
+class _Part:
+    name: str = ""
+    filename: str | None = None
+    text: bytearray = field(default_factory=bytearray)
+
+
+class _Events:
+    """Collects the parser's synchronous callbacks so they can be handled with awaits between."""
+
+    def __init__(self) -> None:
+        # ("headers", {name: value}) | ("data", bytes) | ("end", None), in arrival order.
+        self.items: list[tuple[str, Any]] = []
+        self._header_field = bytearray()
+        self._header_value = bytearray()
+        self._headers: dict[bytes, bytes] = {}
+
+    def callbacks(self) -> dict[str, Callable[..., None]]:
+        return {
+            "on_part_begin": self._part_begin,
+            "on_part_data": self._part_data,
+            "on_part_end": lambda: self.items.append(("end", None)),
+            "on_header_field": lambda data, start, end: self._header_field.extend(data[start:end]),
+            "on_header_value": lambda data, start, end: self._header_value.extend(data[start:end]),
+            "on_header_end": self._header_end,
+            "on_headers_finished": lambda: self.items.append(("headers", self._headers)),
+        }
+
+    def _part_begin(self) -> None:
+        self._headers = {}
+
+    def _part_data(self, data: bytes, start: int, end: int) -> None:
+        self.items.append(("data", data[start:end]))
+
+    def _header_end(self) -> None:
+        self._headers[bytes(self._header_field).lower()] = bytes(self._header_value)
+        self._header_field.clear()
+        self._header_value.clear()
+
+
+class AnalyzeFormReader:
+    """Reads one request's form; `before_image` may reject the request before any byte is stored."""
+
+    def __init__(
+        self,
+        storage: LocalStorage,
+        max_image_bytes: int,
+        before_image: Callable[[dict[str, str]], None] | None = None,
+    ) -> None:
+        self.storage = storage
+        self.max_image_bytes = max_image_bytes
+        self.before_image = before_image
+        self.fields: dict[str, str] = {}
+        self.image: UploadedImage | None = None
+        self._part = _Part()
+        self._head = bytearray()
+        self._head_checked = False
+
+    async def read(self, request: Request) -> AnalyzeForm:
+        events = _Events()
+        parser = self._parser(request, events)
+        try:
+            async for chunk in request.stream():
+                parser.write(chunk)
+                await self._handle(events)
+            parser.finalize()
+            await self._handle(events)
+        except MultipartParseError as exc:
+            await self._discard()
+            raise RequestInvalid(f"malformed multipart body: {exc}") from None
+        except BaseException:  # a client that went away included: leave no file behind
+            await self._discard()
+            raise
+        return AnalyzeForm(self.fields, self.image)
+
+    def _parser(self, request: Request, events: _Events) -> MultipartParser:
+        content_type, options = parse_options_header(request.headers.get("content-type", ""))
+        boundary = options.get(b"boundary")
+        if content_type != b"multipart/form-data" or not boundary:
+            raise RequestInvalid("the body must be multipart/form-data with a boundary")
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_image_bytes + FORM_OVERHEAD_BYTES:
+            raise UploadTooLarge(f"the request declares {declared} bytes; the limit is {self.max_image_bytes} bytes")
+        return MultipartParser(
+            boundary,
+            events.callbacks(),  # type: ignore[arg-type]
+            max_size=self.max_image_bytes + FORM_OVERHEAD_BYTES,
+        )
+
+    async def _handle(self, events: _Events) -> None:
+        for kind, payload in events.items:
+            if kind == "headers":
+                await self._begin_part(payload)
+            elif kind == "data":
+                await self._part_data(payload)
+            else:
+                await self._end_part()
+        events.items.clear()
+
+    async def _begin_part(self, headers: dict[bytes, bytes]) -> None:
+        _, options = parse_options_header(headers.get(b"content-disposition", b""))
+        name = options.get(b"name", b"").decode("utf-8", "replace")
+        raw_filename = options.get(b"filename")
+        self._part = _Part(
+            name=name, filename=None if raw_filename is None else raw_filename.decode("utf-8", "replace")
+        )
+        if self._part.filename is None:
+            if len(self.fields) >= MAX_TEXT_FIELDS:
+                raise RequestInvalid(f"too many form fields (at most {MAX_TEXT_FIELDS})")
+            return
+        if name != IMAGE_FIELD:
+            raise RequestInvalid(f"unexpected file field {name!r}; the image goes in {IMAGE_FIELD!r}")
+        if self.image is not None:
+            raise RequestInvalid("only one image per request")
+        extension = extension_of(self._part.filename)
+        if self.before_image is not None:
+            self.before_image(self.fields)
+        self.image = UploadedImage(self.storage, self.storage.new_key(extension), extension, self._part.filename)
+
+    async def _part_data(self, data: bytes) -> None:
+        if self._part.filename is None:
+            self._part.text += data
+            if len(self._part.text) > MAX_TEXT_FIELD_BYTES:
+                raise RequestInvalid(f"form field {self._part.name!r} is longer than {MAX_TEXT_FIELD_BYTES} bytes")
+            return
+        image = self.image
+        if image is None:  # a file part other than the image was refused when it began
+            return
+        image.size += len(data)
+        if image.size > self.max_image_bytes:
+            raise UploadTooLarge(f"the image exceeds the limit of {self.max_image_bytes} bytes")
+        if not self._head_checked:
+            self._head += data[: SNIFF_BYTES - len(self._head)]
+            if len(self._head) >= SNIFF_BYTES:
+                self._check_head(image)
+        image._tail += data
+        if len(image._tail) >= FLUSH_BYTES:
+            await anyio.to_thread.run_sync(image.flush)
+
+    async def _end_part(self) -> None:
+        if self._part.filename is None:
+            try:
+                self.fields.setdefault(self._part.name, self._part.text.decode("utf-8"))
+            except UnicodeDecodeError:
+                raise RequestInvalid(f"form field {self._part.name!r} is not UTF-8 text") from None
+        elif self.image is not None and not self._head_checked:
+            self._check_head(self.image)
+
+    def _check_head(self, image: UploadedImage) -> None:
+        check_content(image.extension, bytes(self._head))
+        self._head_checked = True
+
+    async def _discard(self) -> None:
+        if self.image is not None:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self.image.discard)

@@ -1,0 +1,59 @@
+"""The Celery application: broker, queues and the at-least-once execution settings.
+
+The configuration is attached as a lazy default, so importing this module reads no file; the
+settings are read the first time Celery needs them, in whichever process that is.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from kombu import Queue
+
+from server.settings import TASK_TYPES, Settings, get_settings
+
+ANALYZE_TASK_NAME = "server.tasks.analyze_task"
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    transport = {
+        "visibility_timeout": settings.celery.visibility_timeout_s,
+        "socket_timeout": settings.redis.socket_timeout_s,
+        "socket_connect_timeout": settings.redis.socket_timeout_s,
+    }
+    return {
+        "broker_url": settings.broker_url,
+        "result_backend": settings.celery.result_backend,
+        "broker_transport_options": transport,
+        "broker_connection_retry_on_startup": True,
+        "task_queues": [Queue(name) for name in TASK_TYPES],
+        "task_default_queue": TASK_TYPES[0],
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "timezone": "UTC",
+        "enable_utc": True,
+        # The service keeps its own task records; Celery's result store would be a second copy.
+        "task_ignore_result": True,
+        # At-least-once: a message is acknowledged after its task ran, a task whose process died
+        # goes back to the queue, and each process holds one message at a time.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_soft_time_limit": settings.worker.task_soft_time_limit_s,
+        "task_time_limit": settings.worker.task_time_limit_s,
+        # A publish to a broker that is down fails within about a second instead of hanging the API.
+        "task_publish_retry_policy": {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5},
+        "worker_hijack_root_logger": False,
+        "worker_disable_rate_limits": True,
+    }
+
+
+def create_celery_app() -> Celery:
+    app = Celery("xray_inference", include=["server.tasks"])
+    app.add_defaults(lambda: celery_config(get_settings()))
+    return app
+
+
+celery_app = create_celery_app()
