@@ -58,9 +58,8 @@ class Submitter:
         image = form.image
         try:
             if image is None:
-                hint = " (it was sent as text, not as a file)" if IMAGE_FIELD in form.fields else ""
-                missing = [name for name in (*TEXT_FIELDS, IMAGE_FIELD) if name not in form.fields]
-                raise RequestInvalid(f"missing form field(s): {', '.join(missing) or IMAGE_FIELD}{hint}")
+                missing = [name for name in TEXT_FIELDS if name not in form.fields]
+                raise RequestInvalid(f"missing form field(s): {', '.join([*missing, IMAGE_FIELD])}")
             task = validated_fields(form.fields)
         except BaseException:
             if image is not None:

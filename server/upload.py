@@ -177,6 +177,8 @@ class AnalyzeFormReader:
             name=name, filename=None if raw_filename is None else raw_filename.decode("utf-8", "replace")
         )
         if self._part.filename is None:
+            if name == IMAGE_FIELD:
+                raise RequestInvalid(f"{IMAGE_FIELD!r} must be a file part with a filename (it was sent as text)")
             if len(self.fields) >= MAX_TEXT_FIELDS:
                 raise RequestInvalid(f"too many form fields (at most {MAX_TEXT_FIELDS})")
             return

@@ -63,3 +63,9 @@ class CallbackManager:
 
     def close(self) -> None:
         self.client.close()
+
+    def __enter__(self) -> CallbackManager:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()

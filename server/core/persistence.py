@@ -133,3 +133,9 @@ class TaskPersistence:
 
     def close(self) -> None:
         self.redis_client.close()
+
+    def __enter__(self) -> TaskPersistence:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()

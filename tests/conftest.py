@@ -1,0 +1,79 @@
+"""Shared fixtures: one private Redis server per test run, real service processes, real receivers."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from server.embedded_redis import EmbeddedRedis
+from server.settings import Settings, get_settings
+from tests.support.receiver import CallbackReceiver
+from tests.support.stack import Stack
+
+_databases = itertools.count(1)
+IN_PROCESS_DB = 15
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+    """A Redis server of the tests' own, on a free port: nothing else's data can be touched."""
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+def new_stack(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory, **settings: str) -> Stack:
+    db = next(_databases)
+    assert db < IN_PROCESS_DB, "more stacks than Redis databases"
+    return Stack(redis_server, db, tmp_path_factory.mktemp(f"stack{db}"), **settings)
+
+
+@pytest.fixture(scope="session")
+def stack(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """API + one worker (2 pool processes), mock delay 0; the test process is configured like them."""
+    service = new_stack(redis_server, tmp_path_factory)
+    saved = dict(os.environ)
+    os.environ.update(service.settings)
+    get_settings.cache_clear()
+    service.start_api()
+    service.start_worker()
+    yield service
+    service.stop()
+    os.environ.clear()
+    os.environ.update(saved)
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def api_only(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """An API with no worker: whatever a request leaves in Redis or the queues stays visible."""
+    service = new_stack(redis_server, tmp_path_factory)
+    service.start_api()
+    yield service
+    service.stop()
+
+
+@pytest.fixture
+def receiver() -> Iterator[CallbackReceiver]:
+    server = CallbackReceiver()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def settings(redis_server: EmbeddedRedis, tmp_path: Path) -> Settings:
+    """Settings for in-process components; they share database 15 and keep apart by unique task ids."""
+    db = IN_PROCESS_DB
+    return Settings.model_validate(
+        {
+            "redis": {"host": redis_server.host, "port": redis_server.port, "db": db, "key_prefix": "xray-test:"},
+            "api": {"upload_dir": str(tmp_path / "uploads")},
+            "callback": {"timeout": 1.0},
+            "task": {"result_ttl": 600},
+        }
+    )

@@ -1,0 +1,181 @@
+"""End to end through real processes: API → Redis → Celery worker → callback receiver."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from server.core.persistence import TaskPersistence
+from server.core.storage import LocalStorage
+from server.settings import get_settings
+from tests.support.images import image_bytes, jpeg_bytes, sample_dicom_bytes
+from tests.support.receiver import CallbackReceiver, Reply
+from tests.support.stack import Stack
+
+
+@pytest.fixture
+def persistence(stack: Stack) -> Iterator[TaskPersistence]:
+    with TaskPersistence(get_settings()) as store:
+        yield store
+
+
+def submit(stack: Stack, receiver: CallbackReceiver, task_type: str = "pano", path: str = "/callback") -> str:
+    task_id = str(uuid.uuid4())
+    response = stack.post_analyze(
+        {"taskId": task_id, "taskType": task_type, "callbackUrl": receiver.url(path)}, ("x.jpg", jpeg_bytes())
+    )
+    assert response.status_code == 202, response.text
+    return task_id
+
+
+def wait_until(condition: Any, timeout_s: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def test_seed_step_7_worker_runs_a_task_enqueued_by_hand(
+    stack: Stack, receiver: CallbackReceiver, persistence: TaskPersistence
+) -> None:
+    from server.tasks import analyze_task
+
+    storage = LocalStorage(get_settings().api.upload_dir)
+    key = storage.new_key(".jpg")
+    staged = storage.stage(key)
+    staged.write(jpeg_bytes())
+    staged.commit()
+    task_id = str(uuid.uuid4())
+    metadata = {
+        "taskId": task_id,
+        "taskType": "pano",
+        "imageKey": key,
+        "callbackUrl": receiver.url(),
+        "status": "queued",
+        "createdAt": "2026-01-01T00:00:00Z",
+    }
+    assert persistence.save_task(task_id, metadata)
+    analyze_task.apply_async(args=[task_id], queue="pano")
+    (callback,) = receiver.wait_for(task_id)
+    assert callback.json["data"]["teeth"][0] == {"id": 11, "status": "healthy", "confidence": 0.95}
+    wait_until(lambda: not storage.exists(key))
+
+
+def test_seed_step_8_full_flow_records_the_outcome_and_deletes_the_image(
+    stack: Stack, receiver: CallbackReceiver, persistence: TaskPersistence
+) -> None:
+    task_id = submit(stack, receiver)
+    (callback,) = receiver.wait_for(task_id)
+    payload = callback.json
+    assert payload["taskId"] == task_id
+    assert payload["error"] is None
+    assert payload["status"] == "succeeded"
+    assert payload["data"]["model"]["name"] == "mock"
+    assert payload["data"]["diseases"] == [
+        {"type": "caries", "location": "tooth_21", "severity": "mild", "confidence": 0.87}
+    ]
+    wait_until(lambda: (persistence.get_task(task_id) or {}).get("callback", {}).get("status") == "delivered")
+    record = persistence.get_task(task_id)
+    assert record is not None
+    assert record["status"] == "succeeded"
+    assert record["data"] == payload["data"]
+    assert record["attempts"] == 1
+    assert record["createdAt"] <= record["startedAt"] <= record["completedAt"]
+    assert record["callback"]["lastStatusCode"] == 200
+    assert not (stack.upload_dir / record["imageKey"]).exists()
+
+
+def test_ceph_task_gets_landmarks_and_measurements(stack: Stack, receiver: CallbackReceiver) -> None:
+    task_id = str(uuid.uuid4())
+    response = stack.post_analyze(
+        {"taskId": task_id, "taskType": "ceph", "callbackUrl": receiver.url()},
+        ("ceph.dcm", sample_dicom_bytes()),
+    )
+    assert response.status_code == 202
+    data = receiver.wait_for(task_id)[0].json["data"]
+    assert data["measurements"] == {"SNA": 82.5, "SNB": 78.3, "ANB": 4.2}
+    assert [landmark["name"] for landmark in data["landmarks"]] == ["Sella", "Nasion"]
+    assert data["image"] == {"format": "dcm", "sizeBytes": len(sample_dicom_bytes())}
+
+
+def test_missing_image_ends_with_error_callback_12002(
+    stack: Stack, receiver: CallbackReceiver, persistence: TaskPersistence
+) -> None:
+    from server.tasks import analyze_task
+
+    task_id = str(uuid.uuid4())
+    metadata = {
+        "taskId": task_id,
+        "taskType": "pano",
+        "imageKey": LocalStorage.new_key(".jpg"),  # never written
+        "callbackUrl": receiver.url(),
+        "status": "queued",
+    }
+    persistence.save_task(task_id, metadata)
+    analyze_task.apply_async(args=[task_id], queue="pano")
+    payload = receiver.wait_for(task_id)[0].json
+    assert payload["data"] is None
+    assert payload["error"] == {"code": 12002, "message": "Image file not found"}
+    wait_until(lambda: (persistence.get_task(task_id) or {}).get("status") == "failed")
+
+
+def test_callback_failure_is_logged_and_recorded(
+    stack: Stack, receiver: CallbackReceiver, persistence: TaskPersistence
+) -> None:
+    receiver.replies["/broken"] = Reply(500)
+    task_id = submit(stack, receiver, path="/broken")
+    receiver.wait_for(task_id)
+
+    def callback_state() -> dict[str, Any]:
+        state: dict[str, Any] = (persistence.get_task(task_id) or {}).get("callback", {})
+        return state
+
+    wait_until(lambda: callback_state().get("status") == "failed")
+    assert callback_state()["lastStatusCode"] == 500
+    assert callback_state()["attempts"] == 1
+    assert (persistence.get_task(task_id) or {})["status"] == "succeeded"  # the result itself is kept
+    wait_until(lambda: f"task {task_id} succeeded but its callback failed" in stack.log("worker"))
+
+
+def test_unknown_task_id_is_dropped_and_the_worker_keeps_going(stack: Stack, receiver: CallbackReceiver) -> None:
+    from server.tasks import analyze_task
+
+    ghost = str(uuid.uuid4())
+    analyze_task.apply_async(args=[ghost], queue="pano")
+    task_id = submit(stack, receiver)
+    receiver.wait_for(task_id)
+    wait_until(lambda: f"task {ghost} has no record" in stack.log("worker"))
+    assert receiver.for_task(ghost) == []
+
+
+async def _race(base_url: str, task_id: str, callback_url: str, count: int) -> list[int]:
+    image = image_bytes("PNG")
+    async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:
+
+        async def one() -> int:
+            response = await client.post(
+                "/api/v1/analyze",
+                data={"taskId": task_id, "taskType": "pano", "callbackUrl": callback_url},
+                files={"image": ("x.png", image, "image/png")},
+            )
+            return response.status_code
+
+        return list(await asyncio.gather(*(one() for _ in range(count))))
+
+
+def test_fifty_concurrent_requests_with_one_task_id_accept_exactly_one(
+    stack: Stack, receiver: CallbackReceiver
+) -> None:
+    task_id = str(uuid.uuid4())
+    statuses = asyncio.run(_race(stack.base_url, task_id, receiver.url(), 50))
+    assert statuses.count(202) == 1
+    assert statuses.count(409) == 49
+    receiver.wait_for(task_id)
+    time.sleep(0.5)  # room for a wrongly queued duplicate to call back
+    assert len(receiver.for_task(task_id)) == 1

@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from server.core.persistence import UPDATE_MISSING, UPDATE_REFUSED_TERMINAL, TaskPersistence
+from server.settings import Settings
+
+
+def test_seed_step_3_save_get_exists_delete(settings: Settings, request: pytest.FixtureRequest) -> None:
+    persistence = TaskPersistence(settings.model_dump())  # the seed passes load_config()'s dict
+    request.addfinalizer(persistence.close)
+    task_id = str(uuid.uuid4())
+    metadata = {
+        "taskId": task_id,
+        "taskType": "pano",
+        "imagePath": "/tmp/test.jpg",
+        "callbackUrl": "http://test.com/callback",
+        "createdAt": time.time(),
+    }
+    assert persistence.save_task(task_id, metadata) is True
+    assert persistence.get_task(task_id) == metadata
+    assert persistence.task_exists(task_id) is True
+    assert persistence.delete_task(task_id) is True
+    assert persistence.task_exists(task_id) is False
+    assert persistence.get_task(task_id) is None
+
+
+def test_records_expire_after_result_ttl(settings: Settings, request: pytest.FixtureRequest) -> None:
+    persistence = TaskPersistence(settings)
+    request.addfinalizer(persistence.close)
+    task_id = str(uuid.uuid4())
+    assert persistence.claim_task(task_id, {"status": "queued"})
+    ttl = persistence.redis_client.ttl(persistence._build_key(task_id))
+    assert 0 < ttl <= settings.task.result_ttl
+
+
+def test_claim_is_atomic_across_threads(settings: Settings, request: pytest.FixtureRequest) -> None:
+    persistence = TaskPersistence(settings)
+    request.addfinalizer(persistence.close)
+    task_id = str(uuid.uuid4())
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        results = list(pool.map(lambda n: persistence.claim_task(task_id, {"status": "queued", "n": n}), range(50)))
+    assert results.count(True) == 1
+    winner = results.index(True)
+    assert persistence.get_task(task_id) == {"status": "queued", "n": winner}
+
+
+def test_updates_never_touch_an_ended_task(settings: Settings, request: pytest.FixtureRequest) -> None:
+    persistence = TaskPersistence(settings)
+    request.addfinalizer(persistence.close)
+    task_id = str(uuid.uuid4())
+    assert persistence.update_task(task_id, {"status": "processing"}) == UPDATE_MISSING
+    persistence.claim_task(task_id, {"status": "queued", "attempts": 0})
+    assert persistence.update_task(task_id, {"status": "processing"}, count="attempts") == 1
+    assert persistence.update_task(task_id, {"status": "processing"}, count="attempts") == 2
+    assert persistence.update_task(task_id, {"status": "succeeded", "data": {"teeth": []}}) == 0
+    assert persistence.update_task(task_id, {"status": "failed"}) == UPDATE_REFUSED_TERMINAL
+    assert persistence.update_task(task_id, {"callback": {"status": "delivered"}}, unless_ended=False) == 0
+    record = persistence.get_task(task_id)
+    assert record == {
+        "status": "succeeded",
+        "attempts": 2,
+        "data": {"teeth": []},
+        "callback": {"status": "delivered"},
+    }
+
+
+def test_keys_carry_the_configured_prefix(settings: Settings, request: pytest.FixtureRequest) -> None:
+    persistence = TaskPersistence(settings)
+    request.addfinalizer(persistence.close)
+    task_id = str(uuid.uuid4())
+    persistence.claim_task(task_id, {"status": "queued"})
+    assert persistence.redis_client.exists(f"xray-test:task:{task_id}")
