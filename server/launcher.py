@@ -6,6 +6,7 @@ service is never left half up.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import signal
@@ -13,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 from types import FrameType
 
 from server import ConfigError, get_settings
@@ -33,11 +35,11 @@ def _bindable(port: int) -> bool:
     return True
 
 
-def _start_embedded_redis(env: dict[str, str]) -> EmbeddedRedis:
+def _start_embedded_redis(env: dict[str, str], data_dir: Path) -> EmbeddedRedis:
     settings = get_settings()
     password = settings.redis.password.get_secret_value() if settings.redis.password else None
     wanted = settings.redis.port if _bindable(settings.redis.port) else None
-    server = EmbeddedRedis(PROJECT_ROOT / "tmp" / "redis", wanted, appendonly=True, password=password)
+    server = EmbeddedRedis(data_dir, wanted, appendonly=True, password=password)
     server.start()
     env["XRAY__REDIS__HOST"] = server.host
     env["XRAY__REDIS__PORT"] = str(server.port)
@@ -62,7 +64,15 @@ def _stop(children: list[subprocess.Popen[bytes]]) -> None:
             child.wait()
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--redis-dir",
+        type=Path,
+        default=PROJECT_ROOT / "tmp" / "redis",
+        help="where an embedded Redis keeps its append-only file (default: tmp/redis)",
+    )
+    args = parser.parse_args(argv)
     try:
         settings = get_settings()
     except ConfigError as exc:
@@ -75,7 +85,7 @@ def main() -> int:
     if redis_reachable(settings.redis.host, settings.redis.port, password):
         logger.info("using Redis at %s:%s", settings.redis.host, settings.redis.port)
     else:
-        redis_server = _start_embedded_redis(env)
+        redis_server = _start_embedded_redis(env, args.redis_dir)
 
     stopping = False
 

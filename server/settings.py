@@ -192,11 +192,29 @@ def get_settings() -> Settings:
     return load_settings()
 
 
-def as_settings(config: Settings | Mapping[str, Any]) -> Settings:
-    """Accept the seed's plain-dict configuration wherever a `Settings` is expected."""
-    if isinstance(config, Settings):
-        return config
+class _MappingSettings(Settings):
+    """Settings validated from a mapping alone: the environment was already applied to it."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
+def settings_from_mapping(config: Mapping[str, Any]) -> Settings:
+    """Validate a plain dict (such as `load_config()` returns) without reading the environment."""
     try:
-        return Settings.model_validate(dict(config))
+        return _MappingSettings(**config)
     except ValidationError as exc:
         raise ConfigError(f"invalid configuration: {exc}") from None
+
+
+def as_settings(config: Settings | Mapping[str, Any]) -> Settings:
+    """Accept the seed's plain-dict configuration wherever a `Settings` is expected."""
+    return config if isinstance(config, Settings) else settings_from_mapping(config)

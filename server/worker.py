@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from server.settings import TASK_TYPES, Settings, get_settings
 
@@ -27,7 +27,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "result_backend": settings.celery.result_backend,
         "broker_transport_options": transport,
         "broker_connection_retry_on_startup": True,
-        "task_queues": [Queue(name) for name in TASK_TYPES],
+        # One exchange and routing key per queue: a pano message can only ever land in `pano`.
+        "task_queues": [Queue(name, Exchange(name, type="direct"), routing_key=name) for name in TASK_TYPES],
         "task_default_queue": TASK_TYPES[0],
         "task_serializer": "json",
         "result_serializer": "json",

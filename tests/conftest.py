@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from server.embedded_redis import EmbeddedRedis
-from server.settings import Settings, get_settings
+from server.settings import Settings, get_settings, settings_from_mapping
 from tests.support.receiver import CallbackReceiver
 from tests.support.stack import Stack
 
@@ -69,7 +69,7 @@ def receiver() -> Iterator[CallbackReceiver]:
 def settings(redis_server: EmbeddedRedis, tmp_path: Path) -> Settings:
     """Settings for in-process components; they share database 15 and keep apart by unique task ids."""
     db = IN_PROCESS_DB
-    return Settings.model_validate(
+    return settings_from_mapping(
         {
             "redis": {"host": redis_server.host, "port": redis_server.port, "db": db, "key_prefix": "xray-test:"},
             "api": {"upload_dir": str(tmp_path / "uploads")},

@@ -13,7 +13,7 @@ from tests.support.receiver import CallbackReceiver, Reply
 def test_seed_step_4_callback_is_delivered(settings: Settings, receiver: CallbackReceiver) -> None:
     with CallbackManager(settings.model_dump()) as manager:
         task_id = str(uuid.uuid4())
-        payload = {"taskId": task_id, "data": {"teeth": [], "diseases": []}, "error": None}
+        payload: dict[str, object] = {"taskId": task_id, "data": {"teeth": [], "diseases": []}, "error": None}
         assert manager.send_callback(receiver.url(), payload) is True
     (received,) = receiver.wait_for(task_id)
     assert received.json == payload

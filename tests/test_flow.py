@@ -61,7 +61,7 @@ def test_seed_step_7_worker_runs_a_task_enqueued_by_hand(
         "createdAt": "2026-01-01T00:00:00Z",
     }
     assert persistence.save_task(task_id, metadata)
-    analyze_task.apply_async(args=[task_id], queue="pano")
+    analyze_task.apply_async(args=(task_id,), queue="pano")
     (callback,) = receiver.wait_for(task_id)
     assert callback.json["data"]["teeth"][0] == {"id": 11, "status": "healthy", "confidence": 0.95}
     wait_until(lambda: not storage.exists(key))
@@ -118,7 +118,7 @@ def test_missing_image_ends_with_error_callback_12002(
         "status": "queued",
     }
     persistence.save_task(task_id, metadata)
-    analyze_task.apply_async(args=[task_id], queue="pano")
+    analyze_task.apply_async(args=(task_id,), queue="pano")
     payload = receiver.wait_for(task_id)[0].json
     assert payload["data"] is None
     assert payload["error"] == {"code": 12002, "message": "Image file not found"}
@@ -147,7 +147,7 @@ def test_unknown_task_id_is_dropped_and_the_worker_keeps_going(stack: Stack, rec
     from server.tasks import analyze_task
 
     ghost = str(uuid.uuid4())
-    analyze_task.apply_async(args=[ghost], queue="pano")
+    analyze_task.apply_async(args=(ghost,), queue="pano")
     task_id = submit(stack, receiver)
     receiver.wait_for(task_id)
     wait_until(lambda: f"task {ghost} has no record" in stack.log("worker"))

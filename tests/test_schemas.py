@@ -53,7 +53,7 @@ def test_uppercase_task_id_is_the_same_task_in_lowercase() -> None:
 @pytest.mark.parametrize("task_type", ["PANO", "xray", "", "pano "])
 def test_task_type_is_pano_or_ceph(task_type: str) -> None:
     with pytest.raises(ValidationError, match="pano or ceph"):
-        AnalyzeRequest(taskId=VALID_ID, taskType=task_type, callbackUrl=CALLBACK)
+        AnalyzeRequest.model_validate({"taskId": VALID_ID, "taskType": task_type, "callbackUrl": CALLBACK})
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,165 @@
+"""HTTP load generator for the analyze endpoint, with its own callback receiver.
+
+Talks to the service over HTTP only. Each request carries a fresh task id and a generated JPEG
+of the requested size; the receiver matches callbacks to requests by task id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import statistics
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import uvicorn
+from PIL import Image
+
+Scope = dict[str, Any]
+
+
+def generated_jpeg(size_bytes: int) -> bytes:
+    """A real JPEG padded to `size_bytes` (trailing bytes after EOI are ignored by decoders)."""
+    picture = Image.new("L", (256, 128))
+    picture.putdata([(x ^ y) & 0xFF for y in range(128) for x in range(256)])
+    buffer = io.BytesIO()
+    picture.save(buffer, format="JPEG")
+    data = buffer.getvalue()
+    return data + b"\0" * max(0, size_bytes - len(data))
+
+
+class MultipartTemplate:
+    """The analyze form encoded once; only the task id changes between requests."""
+
+    def __init__(self, task_type: str, callback_url: str, image: bytes) -> None:
+        self.boundary = uuid.uuid4().hex
+        b = self.boundary
+        self.content_type = f"multipart/form-data; boundary={b}"
+        self._head = f'--{b}\r\nContent-Disposition: form-data; name="taskId"\r\n\r\n'.encode()
+        self._tail = (
+            f'\r\n--{b}\r\nContent-Disposition: form-data; name="taskType"\r\n\r\n{task_type}'
+            f'\r\n--{b}\r\nContent-Disposition: form-data; name="callbackUrl"\r\n\r\n{callback_url}'
+            f'\r\n--{b}\r\nContent-Disposition: form-data; name="image"; filename="bench.jpg"\r\n'
+            "Content-Type: image/jpeg\r\n\r\n"
+        ).encode()
+        self._image = image
+        self._end = f"\r\n--{b}--\r\n".encode()
+
+    def body(self, task_id: str) -> bytes:
+        return b"".join((self._head, task_id.encode(), self._tail, self._image, self._end))
+
+
+@dataclass
+class Receiver:
+    """Records when each task's callbacks arrive."""
+
+    arrivals: dict[str, list[float]] = field(default_factory=dict)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        chunks = []
+        while True:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        now = time.perf_counter()
+        task_id = json.loads(b"".join(chunks)).get("taskId", "")
+        self.arrivals.setdefault(task_id, []).append(now)
+        self.changed.set()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"0")]})
+        await send({"type": "http.response.body", "body": b""})
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def summary_ms(values: list[float]) -> dict[str, float]:
+    ms = [v * 1000 for v in values]
+    return {
+        "p50": round(percentile(ms, 0.50), 2),
+        "p90": round(percentile(ms, 0.90), 2),
+        "p99": round(percentile(ms, 0.99), 2),
+        "max": round(max(ms), 2) if ms else float("nan"),
+        "mean": round(statistics.fmean(ms), 2) if ms else float("nan"),
+    }
+
+
+async def run_load(
+    api_url: str,
+    receiver_port: int,
+    requests: int,
+    concurrency: int,
+    image_bytes: int,
+    task_type: str = "pano",
+    callback_timeout_s: float = 120.0,
+) -> dict[str, Any]:
+    receiver = Receiver()
+    server = uvicorn.Server(
+        uvicorn.Config(receiver, host="127.0.0.1", port=receiver_port, log_level="warning", access_log=False)
+    )
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.01)
+    template = MultipartTemplate(task_type, f"http://127.0.0.1:{receiver_port}/callback", generated_jpeg(image_bytes))
+    sent_at: dict[str, float] = {}
+    accept_latency: list[float] = []
+    statuses: dict[int, int] = {}
+    accepted_ids: list[str] = []
+    queue: asyncio.Queue[str] = asyncio.Queue()
+    for _ in range(requests):
+        queue.put_nowait(str(uuid.uuid4()))
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=api_url, timeout=120, limits=limits) as client:
+
+        async def user() -> None:
+            while not queue.empty():
+                task_id = queue.get_nowait()
+                body = template.body(task_id)
+                start = time.perf_counter()
+                sent_at[task_id] = start
+                response = await client.post(
+                    "/api/v1/analyze", content=body, headers={"Content-Type": template.content_type}
+                )
+                accept_latency.append(time.perf_counter() - start)
+                statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+                if response.status_code == 202:
+                    accepted_ids.append(task_id)
+
+        began = time.perf_counter()
+        await asyncio.gather(*(user() for _ in range(concurrency)))
+        sending_done = time.perf_counter()
+    deadline = time.monotonic() + callback_timeout_s
+    while time.monotonic() < deadline and not all(t in receiver.arrivals for t in accepted_ids):
+        receiver.changed.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(receiver.changed.wait(), timeout=1.0)
+    await asyncio.sleep(0.3)  # a late duplicate would arrive now
+    server.should_exit = True
+    await serving
+    first_callbacks = {t: receiver.arrivals[t][0] for t in accepted_ids if t in receiver.arrivals}
+    last_callback = max(first_callbacks.values(), default=sending_done)
+    return {
+        "requests": requests,
+        "concurrency": concurrency,
+        "image_bytes": image_bytes,
+        "statuses": {str(k): v for k, v in sorted(statuses.items())},
+        "accept_latency_ms": summary_ms(accept_latency),
+        "callback_latency_ms": summary_ms([first_callbacks[t] - sent_at[t] for t in first_callbacks]),
+        "accepted_per_s": round(len(accepted_ids) / (sending_done - began), 1),
+        "completed_per_s": round(len(first_callbacks) / (last_callback - began), 1),
+        "lost_callbacks": len(accepted_ids) - len(first_callbacks),
+        "duplicate_callbacks": sum(len(v) - 1 for v in receiver.arrivals.values()),
+    }

@@ -1,0 +1,183 @@
+"""`make bench`: start Redis, the API and a worker with mock delay 0, drive them over HTTP, print JSON.
+
+    make bench                                   # the standard scenarios
+    make bench BENCH_ARGS="--soak 10000"         # plus worker memory over 10,000 tasks
+    make bench BENCH_ARGS="--scenarios serial"   # one scenario
+
+Conditions (machine, process counts, image sizes) are written into the output beside the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import httpx
+import psutil
+
+from bench.loadgen import run_load
+from server.embedded_redis import EmbeddedRedis, free_port
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+KB = 1024
+MB = 1024 * KB
+
+
+class Scenario(NamedTuple):
+    requests: int
+    concurrency: int
+    image_bytes: int
+
+
+SCENARIOS = {
+    "serial_100k": Scenario(300, 1, 100 * KB),
+    "c8_100k": Scenario(3000, 8, 100 * KB),
+    "c8_5m": Scenario(300, 8, 5 * MB),
+    "c8_50m": Scenario(16, 8, 50 * MB - 64 * KB),  # just under the default upload limit
+}
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's high-water resident set (VmHWM), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return float("nan")
+
+
+def family(pid: int) -> list[psutil.Process]:
+    parent = psutil.Process(pid)
+    return [parent, *parent.children(recursive=True)]
+
+
+def memory_report(processes: dict[str, subprocess.Popen[bytes]]) -> dict[str, Any]:
+    report: dict[str, Any] = {}
+    for name, process in processes.items():
+        members = family(process.pid)
+        report[name] = {
+            "peak_rss_mb_max": max(peak_rss_mb(p.pid) for p in members),
+            "peak_rss_mb_each": [peak_rss_mb(p.pid) for p in members],
+            "rss_mb_now_total": round(sum(p.memory_info().rss for p in members) / MB, 1),
+        }
+    return report
+
+
+def cpu_seconds(processes: dict[str, subprocess.Popen[bytes]]) -> dict[str, float]:
+    """CPU time (user + system) used so far by each process tree, and by this load generator."""
+    totals = {name: sum(sum(p.cpu_times()[:2]) for p in family(process.pid)) for name, process in processes.items()}
+    totals["loadgen"] = sum(psutil.Process().cpu_times()[:2])
+    return totals
+
+
+def pool_rss_mb(worker: subprocess.Popen[bytes]) -> list[float]:
+    return [round(p.memory_info().rss / MB, 2) for p in psutil.Process(worker.pid).children()]
+
+
+def start(name: str, argv: list[str], env: dict[str, str], logdir: Path) -> subprocess.Popen[bytes]:
+    log = open(logdir / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the process
+    return subprocess.Popen([sys.executable, *argv], cwd=PROJECT_ROOT, env=env, stdout=log, stderr=log)
+
+
+def wait_ready(api_url: str, logdir: Path, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            api_ok = httpx.get(f"{api_url}/health", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            api_ok = False
+        if api_ok:
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"service did not start; see {logdir}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scenarios", default="serial_100k,c8_100k,c8_5m,c8_50m")
+    parser.add_argument("--soak", type=int, default=0, help="tasks for the worker-memory soak (0: skip)")
+    parser.add_argument("--pool", type=int, default=2, help="worker pool processes")
+    parser.add_argument("--api-workers", type=int, default=1)
+    parser.add_argument("--loglevel", default="warning", help="API and worker log level during the run")
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="xray-bench-"))
+    redis_server = EmbeddedRedis(workdir / "redis")
+    redis_server.start()
+    api_port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("XRAY")}
+    env.update(
+        XRAY__REDIS__HOST=redis_server.host,
+        XRAY__REDIS__PORT=str(redis_server.port),
+        XRAY__API__HOST="127.0.0.1",
+        XRAY__API__PORT=str(api_port),
+        XRAY__API__WORKERS=str(args.api_workers),
+        XRAY__API__UPLOAD_DIR=str(workdir / "uploads"),
+        XRAY__API__LOGLEVEL=args.loglevel,
+        XRAY__WORKER__LOGLEVEL=args.loglevel,
+        XRAY__WORKER__CONCURRENCY=str(args.pool),
+        XRAY__PIPELINES__MOCK_DELAY_S="0",
+    )
+    processes = {
+        "api": start("api", ["main_api.py"], env, workdir),
+        "worker": start("worker", ["main_worker.py"], env, workdir),
+    }
+    api_url = f"http://127.0.0.1:{api_port}"
+    results: dict[str, Any] = {
+        "conditions": {
+            "machine": f"{platform.machine()}, {psutil.cpu_count()} cores, "
+            f"{round(psutil.virtual_memory().total / 2**30)} GiB",
+            "python": platform.python_version(),
+            "api_processes": args.api_workers,
+            "worker_pool_processes": args.pool,
+            "mock_delay_s": 0,
+            "log_level": args.loglevel,
+            "redis": "embedded, loopback, AOF everysec",
+        },
+        "scenarios": {},
+    }
+    try:
+        wait_ready(api_url, workdir)
+        # Warm-up, not reported; it also waits for the worker to take tasks.
+        asyncio.run(run_load(api_url, free_port(), 50, 4, 10 * KB, callback_timeout_s=120))
+        for name in args.scenarios.split(","):
+            cpu_before = cpu_seconds(processes)
+            figures = asyncio.run(run_load(api_url, free_port(), *SCENARIOS[name]))
+            cpu_after = cpu_seconds(processes)
+            figures["cpu_ms_per_task"] = {
+                who: round((cpu_after[who] - cpu_before[who]) * 1000 / figures["requests"], 2) for who in cpu_after
+            }
+            figures["memory"] = memory_report(processes)
+            results["scenarios"][name] = figures
+            print(f"{name}: done", file=sys.stderr)
+        if args.soak:
+            worker = processes["worker"]
+            asyncio.run(run_load(api_url, free_port(), 1000, 8, 10 * KB))
+            before = pool_rss_mb(worker)
+            soak = asyncio.run(run_load(api_url, free_port(), args.soak, 8, 10 * KB))
+            after = pool_rss_mb(worker)
+            growth = max((a - b) / b * 100 for a, b in zip(after, before, strict=False))
+            soak.update(pool_rss_mb_before=before, pool_rss_mb_after=after, pool_rss_growth_pct=round(growth, 2))
+            results["soak"] = soak
+    finally:
+        for process in processes.values():
+            process.terminate()
+        for process in processes.values():
+            process.wait(30)
+        redis_server.stop()
+    print(json.dumps(results, indent=2))
+    out = PROJECT_ROOT / "tmp" / "bench"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
