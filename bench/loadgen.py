@@ -16,11 +16,9 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-import uvicorn
+import aiohttp
+from aiohttp import web
 from PIL import Image
-
-Scope = dict[str, Any]
 
 
 def generated_jpeg(size_bytes: int) -> bytes:
@@ -60,22 +58,25 @@ class Receiver:
 
     arrivals: dict[str, list[float]] = field(default_factory=dict)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    waiters: dict[str, asyncio.Future[None]] = field(default_factory=dict)
 
-    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
+    async def wait(self, task_id: str, timeout_s: float) -> None:
+        if task_id in self.arrivals:
             return
-        chunks = []
-        while True:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body"):
-                break
+        waiter = self.waiters.setdefault(task_id, asyncio.get_running_loop().create_future())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(waiter, timeout_s)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
         now = time.perf_counter()
-        task_id = json.loads(b"".join(chunks)).get("taskId", "")
+        task_id = json.loads(body).get("taskId", "")
         self.arrivals.setdefault(task_id, []).append(now)
         self.changed.set()
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"0")]})
-        await send({"type": "http.response.body", "body": b""})
+        waiter = self.waiters.pop(task_id, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        return web.Response(status=200)
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -105,14 +106,19 @@ async def run_load(
     image_bytes: int,
     task_type: str = "pano",
     callback_timeout_s: float = 120.0,
+    closed_loop: bool = False,
 ) -> dict[str, Any]:
+    """Send `requests` analyze requests from `concurrency` users and collect the callbacks.
+
+    Open loop (default): each user sends its next request as soon as the last one was accepted.
+    Closed loop: each user waits for its task's callback first, so latency is measured unqueued.
+    """
     receiver = Receiver()
-    server = uvicorn.Server(
-        uvicorn.Config(receiver, host="127.0.0.1", port=receiver_port, log_level="warning", access_log=False)
-    )
-    serving = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.01)
+    app = web.Application()
+    app.router.add_post("/callback", receiver.handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", receiver_port).start()
     template = MultipartTemplate(task_type, f"http://127.0.0.1:{receiver_port}/callback", generated_jpeg(image_bytes))
     sent_at: dict[str, float] = {}
     accept_latency: list[float] = []
@@ -121,8 +127,9 @@ async def run_load(
     queue: asyncio.Queue[str] = asyncio.Queue()
     for _ in range(requests):
         queue.put_nowait(str(uuid.uuid4()))
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=api_url, timeout=120, limits=limits) as client:
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    timeout = aiohttp.ClientTimeout(total=120)
+    async with aiohttp.ClientSession(api_url, connector=connector, timeout=timeout) as client:
 
         async def user() -> None:
             while not queue.empty():
@@ -130,13 +137,16 @@ async def run_load(
                 body = template.body(task_id)
                 start = time.perf_counter()
                 sent_at[task_id] = start
-                response = await client.post(
-                    "/api/v1/analyze", content=body, headers={"Content-Type": template.content_type}
-                )
+                async with client.post(
+                    "/api/v1/analyze", data=body, headers={"Content-Type": template.content_type}
+                ) as response:
+                    await response.read()
                 accept_latency.append(time.perf_counter() - start)
-                statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
-                if response.status_code == 202:
+                statuses[response.status] = statuses.get(response.status, 0) + 1
+                if response.status == 202:
                     accepted_ids.append(task_id)
+                    if closed_loop:
+                        await receiver.wait(task_id, callback_timeout_s)
 
         began = time.perf_counter()
         await asyncio.gather(*(user() for _ in range(concurrency)))
@@ -147,13 +157,13 @@ async def run_load(
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(receiver.changed.wait(), timeout=1.0)
     await asyncio.sleep(0.3)  # a late duplicate would arrive now
-    server.should_exit = True
-    await serving
+    await runner.cleanup()
     first_callbacks = {t: receiver.arrivals[t][0] for t in accepted_ids if t in receiver.arrivals}
     last_callback = max(first_callbacks.values(), default=sending_done)
     return {
         "requests": requests,
         "concurrency": concurrency,
+        "closed_loop": closed_loop,
         "image_bytes": image_bytes,
         "statuses": {str(k): v for k, v in sorted(statuses.items())},
         "accept_latency_ms": summary_ms(accept_latency),

@@ -36,10 +36,11 @@ class Scenario(NamedTuple):
     requests: int
     concurrency: int
     image_bytes: int
+    closed_loop: bool = False  # wait for each callback before the next request
 
 
 SCENARIOS = {
-    "serial_100k": Scenario(300, 1, 100 * KB),
+    "serial_100k": Scenario(300, 1, 100 * KB, closed_loop=True),
     "c8_100k": Scenario(3000, 8, 100 * KB),
     "c8_5m": Scenario(300, 8, 5 * MB),
     "c8_50m": Scenario(16, 8, 50 * MB - 64 * KB),  # just under the default upload limit
@@ -74,7 +75,9 @@ def memory_report(processes: dict[str, subprocess.Popen[bytes]]) -> dict[str, An
 def cpu_seconds(processes: dict[str, subprocess.Popen[bytes]]) -> dict[str, float]:
     """CPU time (user + system) used so far by each process tree, and by this load generator."""
     totals = {name: sum(sum(p.cpu_times()[:2]) for p in family(process.pid)) for name, process in processes.items()}
-    totals["loadgen"] = sum(psutil.Process().cpu_times()[:2])
+    me = psutil.Process()
+    totals["loadgen"] = sum(me.cpu_times()[:2])
+    totals["redis"] = sum(sum(p.cpu_times()[:2]) for p in me.children() if "redis" in p.name())
     return totals
 
 
@@ -149,7 +152,7 @@ def main() -> int:
         asyncio.run(run_load(api_url, free_port(), 50, 4, 10 * KB, callback_timeout_s=120))
         for name in args.scenarios.split(","):
             cpu_before = cpu_seconds(processes)
-            figures = asyncio.run(run_load(api_url, free_port(), *SCENARIOS[name]))
+            figures = asyncio.run(run_load(api_url, free_port(), **SCENARIOS[name]._asdict()))
             cpu_after = cpu_seconds(processes)
             figures["cpu_ms_per_task"] = {
                 who: round((cpu_after[who] - cpu_before[who]) * 1000 / figures["requests"], 2) for who in cpu_after

@@ -24,10 +24,11 @@ logger = logging.getLogger(__name__)
 def _celery_enqueue(task_id: str, task_type: str) -> None:
     from server.worker import ANALYZE_TASK_NAME, celery_app
 
-    celery_app.send_task(ANALYZE_TASK_NAME, args=[task_id], queue=task_type)
+    # The Celery id is the task id: one id in every log, and no second UUID to generate.
+    celery_app.send_task(ANALYZE_TASK_NAME, args=[task_id], queue=task_type, task_id=task_id)
 
 
-def get_submitter(request: Request) -> Submitter:
+async def get_submitter(request: Request) -> Submitter:  # async: a plain def would cost a thread hop
     submitter: Submitter = request.app.state.submitter
     return submitter
 

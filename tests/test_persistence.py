@@ -75,3 +75,20 @@ def test_keys_carry_the_configured_prefix(settings: Settings, request: pytest.Fi
     task_id = str(uuid.uuid4())
     persistence.claim_task(task_id, {"status": "queued"})
     assert persistence.redis_client.exists(f"xray-test:task:{task_id}")
+
+
+def test_start_attempt_counts_and_returns_the_record_but_never_restarts_an_ended_task(
+    settings: Settings, request: pytest.FixtureRequest
+) -> None:
+    persistence = TaskPersistence(settings)
+    request.addfinalizer(persistence.close)
+    task_id = str(uuid.uuid4())
+    assert persistence.start_attempt(task_id, {"status": "processing"}, count="attempts") is None
+    persistence.claim_task(task_id, {"status": "queued", "attempts": 0, "taskType": "pano"})
+    first = persistence.start_attempt(task_id, {"status": "processing", "startedAt": "t1"}, count="attempts")
+    assert first == {"status": "processing", "attempts": 1, "taskType": "pano", "startedAt": "t1"}
+    second = persistence.start_attempt(task_id, {"status": "processing", "startedAt": "t2"}, count="attempts")
+    assert second is not None and second["attempts"] == 2
+    persistence.update_task(task_id, {"status": "failed"})
+    ended = persistence.start_attempt(task_id, {"status": "processing", "startedAt": "t3"}, count="attempts")
+    assert ended == {"status": "failed", "attempts": 2, "taskType": "pano", "startedAt": "t2"}

@@ -44,6 +44,21 @@ redis.call('EXPIRE', KEYS[1], ARGV[1])
 return counted
 """
 
+# KEYS[1] task hash; ARGV[1] ttl; ARGV[2] attempts field; ARGV[3..] field, value pairs.
+# Unless the task ended, counts an attempt and sets the fields; returns the record either way
+# (empty when there is none), so a worker starts a task in one round trip.
+_START = f"""
+local terminal = {_TERMINAL_LUA}
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return {{}} end
+if not terminal[status] then
+  redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
+  redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+  redis.call('EXPIRE', KEYS[1], ARGV[1])
+end
+return redis.call('HGETALL', KEYS[1])
+"""
+
 UPDATE_MISSING = -1
 UPDATE_REFUSED_TERMINAL = -2
 
@@ -85,6 +100,7 @@ class TaskPersistence:
         self.ttl = settings.task.result_ttl
         self._claim = self.redis_client.register_script(_CLAIM)
         self._update = self.redis_client.register_script(_UPDATE)
+        self._start = self.redis_client.register_script(_START)
 
     def _build_key(self, task_id: str) -> str:
         return f"{self.key_prefix}{task_id}"
@@ -127,6 +143,14 @@ class TaskPersistence:
         guard = "1" if unless_ended else "0"
         result = self._update(keys=[self._build_key(task_id)], args=[self.ttl, guard, count, *_flatten(fields)])
         return int(result)
+
+    def start_attempt(self, task_id: str, fields: Mapping[str, Any], *, count: str) -> dict[str, Any] | None:
+        """Count an attempt and set `fields` unless the task ended; the record afterwards, or None.
+
+        A record whose status is terminal comes back unchanged: the caller must not run it.
+        """
+        flat = cast(list[str], self._start(keys=[self._build_key(task_id)], args=[self.ttl, count, *_flatten(fields)]))
+        return _decode(dict(zip(flat[::2], flat[1::2], strict=True))) if flat else None
 
     def ping(self) -> bool:
         return bool(self.redis_client.ping())

@@ -60,7 +60,9 @@ class TaskProcessor:
 
     def process(self, task_id: str) -> TaskStatus | None:
         """Run the task to its end; returns the final status, or None when there is no such task."""
-        record = self.persistence.get_task(task_id)
+        record = self.persistence.start_attempt(
+            task_id, {"status": TaskStatus.PROCESSING, "startedAt": utc_now()}, count="attempts"
+        )
         if record is None:
             logger.warning("task %s has no record (expired or never accepted); dropping it", task_id)
             return None
@@ -68,12 +70,7 @@ class TaskProcessor:
         if status.is_terminal():
             logger.info("task %s already %s; not running it again", task_id, status)
             return status
-        attempt = self.persistence.update_task(
-            task_id, {"status": TaskStatus.PROCESSING, "startedAt": utc_now()}, count="attempts"
-        )
-        if attempt < 0:
-            logger.info("task %s ended while it waited; not running it", task_id)
-            return None
+        attempt = int(record["attempts"])
         logger.info("task %s started (attempt %d)", task_id, attempt)
         try:
             if attempt > self.max_attempts:
