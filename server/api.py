@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
+import anyio
 from fastapi import Depends, FastAPI, Request
 
 from server import SERVICE_NAME, __version__
@@ -77,7 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         persistence = TaskPersistence(settings)
-        storage = LocalStorage(settings.api.upload_dir)
+        storage = await anyio.to_thread.run_sync(LocalStorage, settings.api.upload_dir)  # creates the directory
         app.state.submitter = Submitter(persistence, storage, _celery_enqueue, settings.limits.max_upload_bytes)
         logger.info("API ready: storage %s, Redis %s:%s", storage.root, settings.redis.host, settings.redis.port)
         try:

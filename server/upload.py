@@ -37,16 +37,27 @@ class UploadedImage:
     extension: str
     filename: str
     size: int = 0
-    _tail: bytearray = field(default_factory=bytearray)
+    # Received slices not yet written; kept as views of the received chunks, never copied.
+    _pending: list[memoryview] = field(default_factory=list)
+    _pending_bytes: int = 0
     _staged: StagedImage | None = None
     _committed: bool = False
+
+    def keep(self, data: memoryview) -> bool:
+        """Hold `data` for the next flush; True once enough is held that it should be flushed."""
+        self._pending.append(data)
+        self._pending_bytes += len(data)
+        self.size += len(data)
+        return self._pending_bytes >= FLUSH_BYTES
 
     def flush(self) -> None:
         """Write the buffered bytes to the staged file (blocking: call from a worker thread)."""
         if self._staged is None:
             self._staged = self.storage.stage(self.key)
-        self._staged.write(self._tail)
-        self._tail.clear()
+        for piece in self._pending:
+            self._staged.write(piece)
+        self._pending.clear()
+        self._pending_bytes = 0
 
     def commit(self) -> None:
         """Make the image readable under its key (blocking)."""
@@ -61,7 +72,7 @@ class UploadedImage:
             self.storage.delete(self.key)
         elif self._staged is not None:
             self._staged.discard()
-        self._tail.clear()
+        self._pending.clear()
 
 
 @dataclass
@@ -102,7 +113,8 @@ class _Events:
         self._headers = {}
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
-        self.items.append(("data", data[start:end]))
+        # A view, not a copy: the parser hands over immutable chunks that outlive the callback.
+        self.items.append(("data", memoryview(data)[start:end]))
 
     def _header_end(self) -> None:
         self._headers[bytes(self._header_field).lower()] = bytes(self._header_value)
@@ -191,7 +203,7 @@ class AnalyzeFormReader:
             self.before_image(self.fields)
         self.image = UploadedImage(self.storage, self.storage.new_key(extension), extension, self._part.filename)
 
-    async def _part_data(self, data: bytes) -> None:
+    async def _part_data(self, data: memoryview) -> None:
         if self._part.filename is None:
             self._part.text += data
             if len(self._part.text) > MAX_TEXT_FIELD_BYTES:
@@ -200,15 +212,13 @@ class AnalyzeFormReader:
         image = self.image
         if image is None:  # a file part other than the image was refused when it began
             return
-        image.size += len(data)
-        if image.size > self.max_image_bytes:
+        if image.size + len(data) > self.max_image_bytes:
             raise UploadTooLarge(f"the image exceeds the limit of {self.max_image_bytes} bytes")
         if not self._head_checked:
             self._head += data[: SNIFF_BYTES - len(self._head)]
             if len(self._head) >= SNIFF_BYTES:
                 self._check_head(image)
-        image._tail += data
-        if len(image._tail) >= FLUSH_BYTES:
+        if image.keep(data):
             await anyio.to_thread.run_sync(image.flush)
 
     async def _end_part(self) -> None:
