@@ -9,5 +9,7 @@ LOG_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
 
 def configure_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format=LOG_FORMAT, force=True)
-    # httpx logs every request at INFO; the callback sender logs its own outcome with the task id.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    # Per-request and per-task INFO lines of the libraries repeat what the service logs once per
+    # task with its id and outcome (httpx: each callback; Celery: "received" and "succeeded").
+    for chatty in ("httpx", "celery.app.trace", "celery.worker.strategy"):
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -140,7 +141,8 @@ def test_callback_failure_is_logged_and_recorded(
     assert callback_state()["lastStatusCode"] == 500
     assert callback_state()["attempts"] == 1
     assert (persistence.get_task(task_id) or {})["status"] == "succeeded"  # the result itself is kept
-    wait_until(lambda: f"task {task_id} succeeded but its callback failed" in stack.log("worker"))
+    logged = re.compile(rf"ERROR .* task {task_id} succeeded in [\d.]+ ms but its callback failed: HTTP 500")
+    wait_until(lambda: logged.search(stack.log("worker")) is not None)
 
 
 def test_unknown_task_id_is_dropped_and_the_worker_keeps_going(stack: Stack, receiver: CallbackReceiver) -> None:

@@ -52,7 +52,7 @@ class CallbackManager:
             logger.warning("callback failed: task %s: %s", task_id, type(exc).__name__)
             return DeliveryAttempt(False, error=f"{type(exc).__name__}: {exc}")
         if response.is_success:
-            logger.info("callback delivered: task %s, HTTP %s", task_id, response.status_code)
+            logger.debug("callback delivered: task %s, HTTP %s", task_id, response.status_code)
             return DeliveryAttempt(True, response.status_code)
         logger.warning("callback refused: task %s, HTTP %s", task_id, response.status_code)
         return DeliveryAttempt(False, response.status_code, error=f"HTTP {response.status_code}")

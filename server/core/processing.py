@@ -8,6 +8,7 @@ make sure only one run ends the task and only that run sends the callback.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -60,6 +61,7 @@ class TaskProcessor:
 
     def process(self, task_id: str) -> TaskStatus | None:
         """Run the task to its end; returns the final status, or None when there is no such task."""
+        started = time.perf_counter()
         record = self.persistence.start_attempt(
             task_id, {"status": TaskStatus.PROCESSING, "startedAt": utc_now()}, count="attempts"
         )
@@ -71,7 +73,7 @@ class TaskProcessor:
             logger.info("task %s already %s; not running it again", task_id, status)
             return status
         attempt = int(record["attempts"])
-        logger.info("task %s started (attempt %d)", task_id, attempt)
+        logger.debug("task %s started (attempt %d)", task_id, attempt)
         try:
             if attempt > self.max_attempts:
                 outcome = Outcome.failure(
@@ -82,7 +84,7 @@ class TaskProcessor:
         finally:
             if not self.keep_images:
                 self.storage.delete(record["imageKey"])
-        return self._finish(task_id, record, outcome)
+        return self._finish(task_id, record, outcome, started)
 
     def _infer(self, task_id: str, record: Mapping[str, Any]) -> Outcome:
         try:
@@ -101,7 +103,7 @@ class TaskProcessor:
             return Outcome.failure(ErrorCode.INFERENCE_FAILED, "AI inference failed")
         return Outcome(TaskStatus.SUCCEEDED, data=result)
 
-    def _finish(self, task_id: str, record: Mapping[str, Any], outcome: Outcome) -> TaskStatus | None:
+    def _finish(self, task_id: str, record: Mapping[str, Any], outcome: Outcome, started: float) -> TaskStatus | None:
         ended = self.persistence.update_task(
             task_id,
             {
@@ -132,8 +134,14 @@ class TaskProcessor:
             "lastError": attempt.error,
         }
         self.persistence.update_task(task_id, {"callback": callback_state}, unless_ended=False)
-        if not attempt.delivered:
-            logger.error("task %s %s but its callback failed: %s", task_id, outcome.status, attempt.error)
+        took_ms = (time.perf_counter() - started) * 1000
+        if attempt.delivered:
+            logger.info(
+                "task %s %s in %.1f ms; callback delivered (HTTP %s)",
+                task_id, outcome.status, took_ms, attempt.status_code,
+            )  # fmt: skip
         else:
-            logger.info("task %s %s", task_id, outcome.status)
+            logger.error(
+                "task %s %s in %.1f ms but its callback failed: %s", task_id, outcome.status, took_ms, attempt.error
+            )
         return outcome.status
