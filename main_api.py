@@ -33,6 +33,9 @@ def main() -> int:
         "default": {"format": LOG_FORMAT},
         "access": {"format": LOG_FORMAT},
     }
+    # Every API process (there are `api.workers` of them) applies this dict, not the parent's
+    # logging set-up, so the service's own loggers need a root handler here too.
+    log_config["root"] = {"handlers": ["default"], "level": settings.api.loglevel.upper()}
     uvicorn.run(
         "server.api:create_app",
         factory=True,

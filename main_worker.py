@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 
@@ -18,15 +19,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--concurrency", type=int, help="pool processes (default: worker.concurrency)")
     args = parser.parse_args(argv)
+    if args.queues:
+        # Through the configuration, so every pool process loads just these queues' pipelines.
+        os.environ["XRAY__WORKER__QUEUES"] = json.dumps(args.queues.split(","))
     try:
         settings = get_settings()
     except ConfigError as exc:
         print(exc, file=sys.stderr)  # noqa: T201 - logging may not be configured yet
         return 2
-    queues = args.queues.split(",") if args.queues else list(settings.worker.queues)
-    unknown = sorted(set(queues) - set(TASK_TYPES))
-    if unknown:
-        parser.error(f"unknown queue(s): {', '.join(unknown)}")
+    queues = list(settings.worker.queues)
     configure_logging(settings.worker.loglevel)
 
     from server.worker import celery_app

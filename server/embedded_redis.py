@@ -77,7 +77,9 @@ class EmbeddedRedis:
             "--logfile", str(self.data_dir / "redis.log"),
             *(["--requirepass", self.password] if self.password else []),
         ]  # fmt: skip
-        self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL)  # noqa: S603 - fixed argv
+        # A session of its own: Ctrl-C in a terminal must not stop Redis before the processes
+        # that still write to it; its owner stops it last.
+        self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, start_new_session=True)  # noqa: S603
         deadline = time.monotonic() + timeout_s
         while not redis_reachable(self.host, self.port, self.password, timeout_s=0.2):
             if self.process.poll() is not None or time.monotonic() > deadline:
@@ -85,6 +87,9 @@ class EmbeddedRedis:
                 log = (self.data_dir / "redis.log").read_text(errors="replace")[-2000:]
                 raise RuntimeError(f"embedded Redis did not start on port {self.port}: {log}")
             time.sleep(0.05)
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
 
     def stop(self, timeout_s: float = 10.0) -> None:
         if self.process is None:

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from server.errors import ErrorCode, ServiceError
 from server.schemas import ErrorResponse
@@ -38,6 +38,12 @@ async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
     return error_response(exc.status_code, ErrorCode.HTTP_ERROR, str(exc.detail), None, exc.headers)
 
 
+async def _client_gone(request: Request, _: ClientDisconnect) -> JSONResponse:
+    # Nobody will read this answer; the upload was discarded.
+    logger.info("client disconnected during %s %s", request.method, request.url.path)
+    return error_response(400, ErrorCode.VALIDATION_FAILED, "Client disconnected", None)
+
+
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     # The log gets everything; the client gets nothing internal.
     logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
@@ -48,4 +54,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, _service_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(ClientDisconnect, _client_gone)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected_error)

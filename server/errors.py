@@ -6,6 +6,7 @@
     ├── UnsupportedImage              400 / 10003
     ├── UploadTooLarge                413 / 10004
     └── DependencyUnavailable         503 / 10007 (with Retry-After)
+        └── StorageUnavailable        the image store could not be written
 
 Codes 12xxx never reach an HTTP response: they travel in callbacks and task records.
 """
@@ -82,3 +83,8 @@ class DependencyUnavailable(ServiceError):
     @property
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after_s)}
+
+
+class StorageUnavailable(DependencyUnavailable):
+    def __init__(self, cause: OSError) -> None:
+        super().__init__(f"the image store is unavailable ({cause.strerror or type(cause).__name__}); retry later")

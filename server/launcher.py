@@ -108,6 +108,10 @@ def main(argv: list[str] | None = None) -> int:
                 logger.error("%s exited with %s; stopping the rest", *exited[0])
                 exit_code = 1
                 break
+            if redis_server is not None and not redis_server.running():
+                logger.error("the embedded Redis exited; stopping the rest (see %s)", redis_server.data_dir)
+                exit_code = 1
+                break
             time.sleep(0.2)
     finally:
         logger.info("stopping API and worker")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+import httpx
+import idna
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from server.core.status import TaskStatus
@@ -40,7 +43,35 @@ def checked_callback_url(value: str) -> str:
         raise ValueError("callbackUrl must name a host")
     if port == 0:
         raise ValueError("callbackUrl port must be between 1 and 65535")
+    try:
+        # The same parsing the callback sender will apply, so a URL accepted here can be sent to.
+        host = httpx.URL(value).raw_host.decode("ascii")
+    except (httpx.InvalidURL, UnicodeError, ValueError) as exc:
+        raise ValueError(f"callbackUrl host is not valid: {exc}") from None
+    if not _is_ip_literal(host) and not _is_dns_name(host):
+        raise ValueError("callbackUrl host is not a valid DNS name")
     return value
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_dns_name(host: str) -> bool:
+    labels = host.removesuffix(".").split(".")
+    if len(host) > 253 or not all(1 <= len(label) <= 63 for label in labels):
+        return False
+    try:
+        for label in labels:
+            if label.lower().startswith("xn--"):
+                idna.decode(label)  # an A-label must be valid punycode, or connecting fails later
+    except (idna.IDNAError, UnicodeError):
+        return False
+    return True
 
 
 class AnalyzeRequest(BaseModel):

@@ -7,11 +7,12 @@ or a variable name is an error rather than a silently ignored setting.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
@@ -170,15 +171,49 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 def _describe(error: Mapping[str, Any], path: Path) -> str:
     location = [str(part) for part in error["loc"]]
-    dotted = ".".join(location) or "(root)"
+    if not location:  # a rule across keys; its message names them
+        return str(error["msg"]).removeprefix("Value error, ")
+    dotted = ".".join(location)
     variable = ENV_PREFIX + "__".join(part.upper() for part in location)
     value = f" (got {error['input']!r})" if error["type"] != "missing" and len(location) > 1 else ""
     return f"{dotted}: {error['msg']}{value} [set in {path} or {variable}]"
 
 
+def _check_environment() -> None:
+    """Name the variable when an `XRAY__…` name is unknown or a list/map value is not JSON."""
+    sections = Settings.model_fields
+    for name, value in os.environ.items():
+        if not name.upper().startswith(ENV_PREFIX):
+            continue
+        parts = name[len(ENV_PREFIX) :].lower().split("__")
+        section = sections.get(parts[0])
+        if section is None or len(parts) > 2:
+            known = ", ".join(f"{ENV_PREFIX}{s.upper()}__…" for s in sections)
+            raise ConfigError(f"invalid configuration: unknown variable {name} (known: {known})")
+        model = section.annotation
+        if len(parts) == 1:
+            field_type: Any = dict  # a whole section as one JSON object
+        else:
+            field = (
+                model.model_fields.get(parts[1]) if isinstance(model, type) and issubclass(model, BaseModel) else None
+            )
+            if field is None:
+                raise ConfigError(f"invalid configuration: {name} names no key of section {parts[0]!r}")
+            field_type = get_origin(field.annotation) or field.annotation
+        if field_type in (list, dict):
+            try:
+                json.loads(value)
+            except ValueError:
+                where = parts[0] if len(parts) == 1 else f"{parts[0]}.{parts[1]}"
+                raise ConfigError(
+                    f"invalid configuration: {where}: {name} must be JSON, e.g. {name}='[\"ceph\"]' or '{{...}}'"
+                ) from None
+
+
 def load_settings(path: Path | None = None) -> Settings:
     """Read, overlay and validate the configuration; raise one `ConfigError` naming each bad key."""
     path = path or config_file_path()
+    _check_environment()
     try:
         return Settings(**_read_yaml(path))
     except ValidationError as exc:
@@ -212,7 +247,8 @@ def settings_from_mapping(config: Mapping[str, Any]) -> Settings:
     try:
         return _MappingSettings(**config)
     except ValidationError as exc:
-        raise ConfigError(f"invalid configuration: {exc}") from None
+        details = "; ".join(_describe(error, Path("(the mapping given)")) for error in exc.errors())
+        raise ConfigError(f"invalid configuration: {details}") from None
 
 
 def as_settings(config: Settings | Mapping[str, Any]) -> Settings:

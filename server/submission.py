@@ -15,7 +15,7 @@ from server.core.persistence import TaskPersistence
 from server.core.processing import utc_now
 from server.core.status import TaskStatus
 from server.core.storage import LocalStorage
-from server.errors import DependencyUnavailable, RequestInvalid, TaskAlreadyExists
+from server.errors import DependencyUnavailable, RequestInvalid, StorageUnavailable, TaskAlreadyExists
 from server.schemas import AnalyzeRequest, AnalyzeResponse
 from server.upload import IMAGE_FIELD, AnalyzeFormReader, UploadedImage
 
@@ -71,7 +71,10 @@ class Submitter:
 
     def _accept(self, task: AnalyzeRequest, image: UploadedImage) -> None:
         try:
-            image.commit()
+            try:
+                image.commit()
+            except OSError as exc:
+                raise StorageUnavailable(exc) from exc
             record = {
                 "taskId": task.taskId,
                 "taskType": task.taskType,

@@ -3,27 +3,34 @@
 from __future__ import annotations
 
 import logging
+import time
 from functools import cache
 from typing import Any
 
+import redis
+from celery import Task
+from celery.exceptions import Reject, TimeLimitExceeded
 from celery.signals import worker_process_init
 
 from pipelines import build_pipelines
 from server.core.callback import CallbackManager
 from server.core.persistence import TaskPersistence
-from server.core.processing import TaskProcessor
+from server.core.processing import TIMED_OUT, TaskProcessor, discard_image, end_task
 from server.core.storage import LocalStorage
 from server.settings import get_settings
-from server.worker import ANALYZE_TASK_NAME, celery_app
+from server.worker import ANALYZE_TASK_NAME, DELIVER_TASK_NAME, celery_app
 
 logger = logging.getLogger(__name__)
+
+# Pause before handing a message back while Redis is unreachable, so it does not spin.
+REDIS_OUTAGE_PAUSE_S = 1.0
 
 
 @cache
 def processor() -> TaskProcessor:
     """This process's clients and loaded pipelines, built once (after the fork, never in the parent)."""
     settings = get_settings()
-    pipelines = build_pipelines(settings.pipelines.mock_delay_s)
+    pipelines = build_pipelines(settings.pipelines.mock_delay_s, settings.worker.queues)
     for pipeline in pipelines.values():
         pipeline.load()
     logger.info("pipelines loaded: %s", ", ".join(sorted(pipelines)))
@@ -42,7 +49,49 @@ def _prepare_pool_process(**_: Any) -> None:
     processor()
 
 
-@celery_app.task(name=ANALYZE_TASK_NAME)
+def _end_after_hard_time_limit(task_id: str) -> None:
+    """The pool process running the task was killed: record 12004 and have the callback sent."""
+    settings = get_settings()
+    with TaskPersistence(settings) as persistence:
+        record = persistence.get_task(task_id)
+        if record is None or not end_task(persistence, task_id, TIMED_OUT):
+            return
+    logger.error("task %s hit the hard time limit; ended with 12004", task_id)
+    if not settings.storage.keep_images:
+        discard_image(LocalStorage(settings.api.upload_dir), record)
+    celery_app.send_task(DELIVER_TASK_NAME, args=[task_id], queue=record.get("taskType") or "pano")
+
+
+class AnalyzeTask(Task[Any, None]):
+    def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        # For a hard time limit Celery calls this in the worker's main process, the pool process
+        # being dead; the message is then acknowledged, so this is the task's last chance.
+        if isinstance(exc, TimeLimitExceeded) and args:
+            try:
+                _end_after_hard_time_limit(str(args[0]))
+            except Exception:
+                logger.exception("task %s: could not record its hard time limit", args[0])
+
+
+def _requeue_on_redis_outage(task_id: str, exc: redis.RedisError) -> Reject:
+    logger.error("task %s: Redis unavailable (%s); handing the message back", task_id, exc)
+    time.sleep(REDIS_OUTAGE_PAUSE_S)
+    return Reject(requeue=True)
+
+
+@celery_app.task(name=ANALYZE_TASK_NAME, base=AnalyzeTask)
 def analyze_task(task_id: str) -> None:
     """Analyze one accepted task; its outcome goes to the task record and the callback."""
-    processor().process(task_id)
+    try:
+        processor().process(task_id)
+    except redis.RedisError as exc:
+        raise _requeue_on_redis_outage(task_id, exc) from exc
+
+
+@celery_app.task(name=DELIVER_TASK_NAME)
+def deliver_pending_callback(task_id: str) -> None:
+    """Send the callback of a task that ended without one (its run was killed)."""
+    try:
+        processor().deliver_pending(task_id)
+    except redis.RedisError as exc:
+        raise _requeue_on_redis_outage(task_id, exc) from exc

@@ -13,11 +13,11 @@ from typing import Any
 
 import anyio
 from python_multipart.exceptions import MultipartParseError
-from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 from starlette.requests import Request
 
 from server.core.storage import LocalStorage, StagedImage
-from server.errors import RequestInvalid, UploadTooLarge
+from server.errors import RequestInvalid, StorageUnavailable, UploadTooLarge
 from server.imageformat import SNIFF_BYTES, check_content, extension_of
 
 IMAGE_FIELD = "image"
@@ -139,19 +139,31 @@ class AnalyzeFormReader:
         self._part = _Part()
         self._head = bytearray()
         self._head_checked = False
+        self._text_parts = 0
+        self._part_open = False
 
     async def read(self, request: Request) -> AnalyzeForm:
         events = _Events()
         parser = self._parser(request, events)
+        limit = self.max_image_bytes + FORM_OVERHEAD_BYTES
+        received = 0
         try:
             async for chunk in request.stream():
+                received += len(chunk)
+                if received > limit:  # a chunked body has no Content-Length to refuse up front
+                    raise UploadTooLarge(f"the request body exceeds {limit} bytes")
                 parser.write(chunk)
                 await self._handle(events)
             parser.finalize()
             await self._handle(events)
+            if parser.state != MultipartState.END or self._part_open:
+                raise RequestInvalid("the multipart body is truncated (no closing boundary)")
         except MultipartParseError as exc:
             await self._discard()
             raise RequestInvalid(f"malformed multipart body: {exc}") from None
+        except OSError as exc:  # the storage directory: full disk, gone mount, no permission
+            await self._discard()
+            raise StorageUnavailable(exc) from exc
         except BaseException:  # a client that went away included: leave no file behind
             await self._discard()
             raise
@@ -165,11 +177,8 @@ class AnalyzeFormReader:
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_image_bytes + FORM_OVERHEAD_BYTES:
             raise UploadTooLarge(f"the request declares {declared} bytes; the limit is {self.max_image_bytes} bytes")
-        return MultipartParser(
-            boundary,
-            events.callbacks(),  # type: ignore[arg-type]
-            max_size=self.max_image_bytes + FORM_OVERHEAD_BYTES,
-        )
+        # No max_size: past it the parser truncates silently; read() enforces the limit itself.
+        return MultipartParser(boundary, events.callbacks())  # type: ignore[arg-type]
 
     async def _handle(self, events: _Events) -> None:
         for kind, payload in events.items:
@@ -188,10 +197,12 @@ class AnalyzeFormReader:
         self._part = _Part(
             name=name, filename=None if raw_filename is None else raw_filename.decode("utf-8", "replace")
         )
+        self._part_open = True
         if self._part.filename is None:
             if name == IMAGE_FIELD:
                 raise RequestInvalid(f"{IMAGE_FIELD!r} must be a file part with a filename (it was sent as text)")
-            if len(self.fields) >= MAX_TEXT_FIELDS:
+            self._text_parts += 1
+            if self._text_parts > MAX_TEXT_FIELDS:
                 raise RequestInvalid(f"too many form fields (at most {MAX_TEXT_FIELDS})")
             return
         if name != IMAGE_FIELD:
@@ -222,6 +233,7 @@ class AnalyzeFormReader:
             await anyio.to_thread.run_sync(image.flush)
 
     async def _end_part(self) -> None:
+        self._part_open = False
         if self._part.filename is None:
             try:
                 self.fields.setdefault(self._part.name, self._part.text.decode("utf-8"))

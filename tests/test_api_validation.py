@@ -24,11 +24,12 @@ def client(api_only: Stack) -> Iterator[httpx.Client]:
 @pytest.fixture
 def leaves_nothing(api_only: Stack) -> Iterator[None]:
     """The test's requests must add no task key, no stored file and no queued message."""
-    keys, files = api_only.task_keys(), api_only.stored_files()
+    keys, files, queued = api_only.task_keys(), api_only.stored_files(), api_only.queued_messages()
     yield
     assert api_only.task_keys() == keys
     assert api_only.stored_files() == files
-    assert api_only.queued_messages() == {"pano": 0, "ceph": 0}
+    assert api_only.queued_messages() == queued
+    assert not any(api_only.upload_dir.glob(".*.part"))
 
 
 def post(client: httpx.Client, parts: list[multipart.Part]) -> httpx.Response:
@@ -155,6 +156,24 @@ def test_too_many_fields_and_oversized_fields_are_refused(client: httpx.Client) 
     assert_error(post(client, many), 400, 10001, "too many")
     huge = multipart.analyze_parts(new_id(), "pano", "http://example.com/" + "a" * 9000, None)
     assert_error(post(client, huge), 400, 10001, "longer than")
+
+
+@pytest.mark.usefixtures("leaves_nothing")
+def test_truncated_bodies_are_refused(client: httpx.Client) -> None:
+    for image in (b"hello", jpeg_bytes()):
+        content_type, body = multipart.encode(
+            multipart.analyze_parts(new_id(), "pano", CALLBACK, ("x.png" if image == b"hello" else "x.jpg", image))
+        )
+        cut = body[: body.rindex(b"\r\n--")]  # the image part never ends
+        assert_error(
+            client.post("/api/v1/analyze", content=cut, headers={"Content-Type": content_type}), 400, 10001, "truncated"
+        )
+
+
+@pytest.mark.usefixtures("leaves_nothing")
+def test_repeated_text_fields_count_against_the_limit(client: httpx.Client) -> None:
+    parts: list[multipart.Part] = [("taskType", None, b"pano") for _ in range(40)]
+    assert_error(post(client, parts), 400, 10001, "too many")
 
 
 def test_framework_errors_use_the_same_body(client: httpx.Client) -> None:

@@ -64,3 +64,41 @@ def test_one_client_is_reused_across_callbacks(settings: Settings, receiver: Cal
         assert manager.client is client
         # All three went over one kept-alive connection.
         assert len({r.peer for r in receiver.received}) == 1
+
+
+def test_deliver_reports_instead_of_raising_for_an_unsendable_url(settings: Settings) -> None:
+    with CallbackManager(settings) as manager:
+        for url in ("http://a..b/cb", "not a url at all", "http://xn--a/cb"):
+            attempt = manager.deliver(url, {"taskId": "x"})
+            assert not attempt.delivered
+            assert attempt.error
+
+
+def test_a_huge_response_body_is_not_buffered(settings: Settings) -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Flood(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Length", str(50 * 1024 * 1024))
+            self.end_headers()
+            try:
+                for _ in range(50 * 16):
+                    self.wfile.write(b"x" * 65536)
+            except OSError:
+                pass  # the sender hung up after what it needed, as it should
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the stdlib's name
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Flood)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with CallbackManager(settings) as manager:
+            attempt = manager.deliver(f"http://127.0.0.1:{server.server_address[1]}/", {"taskId": "x"})
+        assert attempt.delivered
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -7,6 +7,7 @@ import re
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -66,6 +67,30 @@ def test_seed_step_7_worker_runs_a_task_enqueued_by_hand(
     (callback,) = receiver.wait_for(task_id)
     assert callback.json["data"]["teeth"][0] == {"id": 11, "status": "healthy", "confidence": 0.95}
     wait_until(lambda: not storage.exists(key))
+
+
+def test_seed_step_7_exactly_as_written_in_the_design_document(
+    stack: Stack, receiver: CallbackReceiver, persistence: TaskPersistence, tmp_path: Path
+) -> None:
+    from server.tasks import analyze_task
+
+    image_path = tmp_path / "test.jpg"
+    image_path.write_bytes(b"fake image data")
+    task_id = str(uuid.uuid4())
+    metadata = {
+        "taskId": task_id,
+        "taskType": "pano",
+        "imagePath": str(image_path),
+        "callbackUrl": receiver.url(),
+        "createdAt": time.time(),
+    }
+    assert persistence.save_task(task_id, metadata)
+    result = analyze_task.delay(task_id)
+    assert result.id
+    payload = receiver.wait_for(task_id)[0].json
+    assert payload["error"] is None
+    assert payload["data"]["teeth"][2] == {"id": 21, "status": "caries", "confidence": 0.87}
+    wait_until(lambda: not image_path.exists())
 
 
 def test_seed_step_8_full_flow_records_the_outcome_and_deletes_the_image(

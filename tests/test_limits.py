@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -32,19 +33,20 @@ def _body(image_size: int) -> tuple[str, bytes]:
     return multipart.encode(parts)
 
 
-def _assert_refused(response: httpx.Response, stack: Stack) -> None:
+def _assert_refused(response: httpx.Response, stack: Stack, before: tuple[list[Path], list[str]]) -> None:
     assert response.status_code == 413, response.text
     assert response.json()["code"] == 10004
-    assert stack.stored_files() == []
-    assert stack.task_keys() == []
+    assert (stack.stored_files(), stack.task_keys()) == before
+    assert not any(stack.upload_dir.glob(".*.part"))
 
 
 def test_declared_length_over_the_limit_is_refused_up_front(small_limit: Stack) -> None:
     content_type, body = _body(4 * 1024 * 1024)
+    before = (small_limit.stored_files(), small_limit.task_keys())
     response = httpx.post(
         f"{small_limit.base_url}/api/v1/analyze", content=body, headers={"Content-Type": content_type}, timeout=30
     )
-    _assert_refused(response, small_limit)
+    _assert_refused(response, small_limit, before)
 
 
 def test_chunked_upload_over_the_limit_is_refused_while_streaming(small_limit: Stack) -> None:
@@ -54,16 +56,43 @@ def test_chunked_upload_over_the_limit_is_refused_while_streaming(small_limit: S
         for start in range(0, len(body), 16 * 1024):
             yield body[start : start + 16 * 1024]
 
+    before = (small_limit.stored_files(), small_limit.task_keys())
     response = httpx.post(
         f"{small_limit.base_url}/api/v1/analyze", content=chunks(), headers={"Content-Type": content_type}, timeout=30
     )
-    _assert_refused(response, small_limit)
+    _assert_refused(response, small_limit, before)
+
+
+def _chunked(body: bytes) -> Iterator[bytes]:
+    for start in range(0, len(body), 16 * 1024):
+        yield body[start : start + 16 * 1024]
+
+
+def test_chunked_upload_padded_with_fields_is_stored_whole(small_limit: Stack) -> None:
+    """Fields before the image must not make the parser cut the image short."""
+    image = jpeg_bytes()
+    image += b"\0" * (int(LIMIT_MB * 1024 * 1024) - len(image) - 10)
+    padding: list[multipart.Part] = [(f"pad{n}", None, b"p" * 8000) for n in range(12)]
+    task_id = str(uuid.uuid4())
+    parts = padding + multipart.analyze_parts(task_id, "pano", "http://127.0.0.1:9/cb", ("x.jpg", image))
+    content_type, body = multipart.encode(parts)
+    before = set(small_limit.stored_files())
+    response = httpx.post(
+        f"{small_limit.base_url}/api/v1/analyze",
+        content=_chunked(body),
+        headers={"Content-Type": content_type},
+        timeout=30,
+    )
+    assert response.status_code == 202, response.text
+    (stored,) = set(small_limit.stored_files()) - before
+    assert stored.read_bytes() == image
 
 
 def test_an_image_just_under_the_limit_is_accepted(small_limit: Stack) -> None:
     content_type, body = _body(int(LIMIT_MB * 1024 * 1024) - 1024)
+    before = len(small_limit.stored_files())
     response = httpx.post(
         f"{small_limit.base_url}/api/v1/analyze", content=body, headers={"Content-Type": content_type}, timeout=30
     )
     assert response.status_code == 202, response.text
-    assert len(small_limit.stored_files()) == 1
+    assert len(small_limit.stored_files()) == before + 1

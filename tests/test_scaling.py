@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections.abc import Iterator
 
@@ -49,8 +50,15 @@ def test_api_processes_are_separate_processes(slow_stack: Stack) -> None:
     import psutil
 
     api = psutil.Process(slow_stack.processes["api"].pid)
-    servers = [child for child in api.children(recursive=True) if "python" in child.name().lower()]
-    assert len(servers) >= 2
+    servers = [
+        child
+        for child in api.children()
+        if "multiprocessing.spawn" in " ".join(child.cmdline()) and "resource_tracker" not in " ".join(child.cmdline())
+    ]
+    assert len(servers) == 2
+    # Each process logs with the service's format (its own logging set-up, not the parent's).
+    pids = {int(pid) for pid in re.findall(r"INFO \[(\d+)\] server\.api: API ready", slow_stack.log("api"))}
+    assert pids == {server.pid for server in servers}
 
 
 def test_two_concurrent_tasks_both_complete_and_overlap(slow_stack: Stack, receiver: CallbackReceiver) -> None:

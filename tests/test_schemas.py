@@ -69,6 +69,10 @@ def test_task_type_is_pano_or_ceph(task_type: str) -> None:
         "http://example.com/a b",
         "http://example.com:99999/x",
         "http://example.com:0/x",
+        "http://a..b/cb",
+        "http://" + "a" * 64 + ".example.com/cb",
+        "http://xn--a/cb",
+        "http://" + "a." * 130 + "com/cb",
         "http://example.com/" + "a" * (2049 - len("http://example.com/")),
     ],
 )
@@ -83,6 +87,8 @@ def test_callback_url_must_be_absolute_http_with_a_host(url: str) -> None:
         "http://127.0.0.1:5000/callback",
         "https://hooks.example.org/x?token=abc",
         "http://[::1]:8080/cb",
+        "http://bücher.example/cb",
+        "http://internal_host.lan:8080/cb",
         "http://example.com/" + "a" * (2048 - len("http://example.com/")),
     ],
 )

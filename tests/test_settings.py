@@ -75,7 +75,10 @@ def test_xray_config_selects_another_file(tmp_path: Path, monkeypatch: pytest.Mo
         ("XRAY__WORKER__CONCURRENCY", "0", "worker.concurrency"),
         ("XRAY__WORKER__QUEUES", '["xray"]', "worker.queues"),
         ("XRAY__CALLBACK__TIMEOUT", "-1", "callback.timeout"),
-        ("XRAY__API__PROT", "8000", "api.prot"),
+        ("XRAY__API__PROT", "8000", "XRAY__API__PROT"),
+        ("XRAY__APIX__PORT", "8000", "XRAY__APIX__PORT"),
+        ("XRAY__WORKER__QUEUES", "ceph", "worker.queues"),
+        ("XRAY__WORKER__QUEUES", "[ceph", "worker.queues"),
     ],
 )
 def test_a_bad_value_is_one_error_naming_the_key(
@@ -110,8 +113,9 @@ def test_a_missing_or_broken_file_is_a_config_error(tmp_path: Path, monkeypatch:
 
 def test_time_limits_must_nest_inside_the_visibility_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XRAY__WORKER__TASK_SOFT_TIME_LIMIT_S", "400")
-    with pytest.raises(ConfigError, match="task_soft_time_limit_s"):
+    with pytest.raises(ConfigError, match="task_soft_time_limit_s") as raised:
         load_settings()
+    assert "(root)" not in str(raised.value)
     monkeypatch.setenv("XRAY__WORKER__TASK_SOFT_TIME_LIMIT_S", "10")
     monkeypatch.setenv("XRAY__CELERY__VISIBILITY_TIMEOUT_S", "100")
     with pytest.raises(ConfigError, match="visibility_timeout_s"):

@@ -16,6 +16,16 @@ from server.settings import Settings, as_settings
 logger = logging.getLogger(__name__)
 
 USER_AGENT = f"Xray-Inference-Service/{__version__}"
+# The receiver's answer is not used; read this much of it (so the connection can be reused) at most.
+MAX_RESPONSE_BYTES = 64 * 1024
+
+
+def _drain(response: httpx.Response) -> None:
+    received = 0
+    for chunk in response.iter_raw():
+        received += len(chunk)
+        if received > MAX_RESPONSE_BYTES:
+            break  # closing the unread rest drops the connection instead of buffering it
 
 
 @dataclass(frozen=True)
@@ -44,11 +54,12 @@ class CallbackManager:
         task_id = payload.get("taskId")
         body = json.dumps(payload, separators=(",", ":")).encode()
         try:
-            response = self.client.post(callback_url, content=body)
+            with self.client.stream("POST", callback_url, content=body) as response:
+                _drain(response)
         except httpx.TimeoutException:
             logger.warning("callback timed out after %ss: task %s", self.timeout, task_id)
             return DeliveryAttempt(False, error=f"timed out after {self.timeout}s")
-        except httpx.HTTPError as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure to deliver is reported, never raised
             logger.warning("callback failed: task %s: %s", task_id, type(exc).__name__)
             return DeliveryAttempt(False, error=f"{type(exc).__name__}: {exc}")
         if response.is_success:

@@ -34,9 +34,9 @@ return 1
 # Returns the incremented value (0 when none), UPDATE_MISSING or UPDATE_REFUSED_TERMINAL.
 _UPDATE = f"""
 local terminal = {_TERMINAL_LUA}
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local status = redis.call('HGET', KEYS[1], 'status')
-if not status then return -1 end
-if ARGV[2] == '1' and terminal[status] then return -2 end
+if ARGV[2] == '1' and status and terminal[status] then return -2 end
 local counted = 0
 if ARGV[3] ~= '' then counted = redis.call('HINCRBY', KEYS[1], ARGV[3], 1) end
 if #ARGV > 3 then redis.call('HSET', KEYS[1], unpack(ARGV, 4)) end
@@ -46,12 +46,13 @@ return counted
 
 # KEYS[1] task hash; ARGV[1] ttl; ARGV[2] attempts field; ARGV[3..] field, value pairs.
 # Unless the task ended, counts an attempt and sets the fields; returns the record either way
-# (empty when there is none), so a worker starts a task in one round trip.
+# (empty when there is none), so a worker starts a task in one round trip. A record without a
+# status (written the seed's way, by `save_task`) counts as queued.
 _START = f"""
 local terminal = {_TERMINAL_LUA}
+if redis.call('EXISTS', KEYS[1]) == 0 then return {{}} end
 local status = redis.call('HGET', KEYS[1], 'status')
-if not status then return {{}} end
-if not terminal[status] then
+if not (status and terminal[status]) then
   redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
   redis.call('HSET', KEYS[1], unpack(ARGV, 3))
   redis.call('EXPIRE', KEYS[1], ARGV[1])
