@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import anyio
 from fastapi import Depends, FastAPI, Request
 
-from server import SERVICE_NAME, __version__
+from server import SERVICE_NAME, __version__, task_routes
 from server.core.persistence import TaskPersistence
 from server.core.storage import LocalStorage
 from server.error_handlers import install_error_handlers
@@ -82,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         persistence = TaskPersistence(settings)
         storage = await anyio.to_thread.run_sync(LocalStorage, settings.api.upload_dir)  # creates the directory
+        app.state.persistence = persistence
         app.state.submitter = Submitter(persistence, storage, _celery_enqueue, settings.limits.max_upload_bytes)
         logger.info("API ready: storage %s, Redis %s:%s", storage.root, settings.redis.host, settings.redis.port)
         try:
@@ -93,6 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title=SERVICE_NAME, description="Asynchronous dental X-ray AI inference", version=__version__, lifespan=lifespan
     )
     install_error_handlers(app)
+    app.include_router(task_routes.router)
 
     @app.get("/")
     async def root() -> dict[str, str]:

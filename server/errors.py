@@ -5,6 +5,7 @@
     ├── TaskAlreadyExists             409 / 10002
     ├── UnsupportedImage              400 / 10003
     ├── UploadTooLarge                413 / 10004
+    ├── TaskNotFound                  404 / 10006
     └── DependencyUnavailable         503 / 10007 (with Retry-After)
         └── StorageUnavailable        the image store could not be written
 
@@ -72,6 +73,12 @@ class UploadTooLarge(ServiceError):
     status_code = 413
     code = ErrorCode.UPLOAD_TOO_LARGE
     message = "Upload too large"
+
+
+class TaskNotFound(ServiceError):
+    status_code = 404
+    code = ErrorCode.TASK_NOT_FOUND
+    message = "Task not found"
 
 
 class DependencyUnavailable(ServiceError):

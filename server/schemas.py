@@ -130,3 +130,42 @@ class CallbackPayload(BaseModel):
     status: TaskStatus | None = None
     data: dict[str, Any] | None = None
     error: ErrorDetail | None = None
+
+
+class CallbackView(BaseModel):
+    """Where the task's callback stands."""
+
+    status: Literal["pending", "delivering", "delivered", "failed"] = "pending"
+    attempts: int = 0
+    lastAttemptAt: str | None = None
+    lastStatusCode: int | None = None
+    nextAttemptAt: str | None = None
+
+
+class TaskView(BaseModel):
+    """`GET /api/v1/task/{taskId}`: the task's state, and its result once it ended."""
+
+    taskId: str
+    taskType: TaskType
+    status: TaskStatus
+    createdAt: str | None = None
+    startedAt: str | None = None
+    completedAt: str | None = None
+    data: dict[str, Any] | None = None
+    error: ErrorDetail | None = None
+    callback: CallbackView = CallbackView()
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> TaskView:
+        callback = record.get("callback") or {}
+        return cls(
+            taskId=record["taskId"],
+            taskType=record["taskType"],
+            status=record.get("status", TaskStatus.QUEUED),
+            createdAt=record.get("createdAt"),
+            startedAt=record.get("startedAt"),
+            completedAt=record.get("completedAt"),
+            data=record.get("data"),
+            error=record.get("error"),
+            callback=CallbackView(**{k: v for k, v in callback.items() if k in CallbackView.model_fields}),
+        )
