@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any, Literal, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from server.core.signing import decode_secret
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_FILE = PROJECT_ROOT / "config.yaml"
@@ -77,6 +79,15 @@ class WorkerSettings(_Section):
 
 class CallbackSettings(_Section):
     timeout: float = Field(default=10.0, gt=0, le=300)
+    # Standard Webhooks secret (`whsec_<base64 key>`); from the environment only. None: unsigned.
+    signing_secret: SecretStr | None = None
+
+    @field_validator("signing_secret")
+    @classmethod
+    def _secret_is_usable(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            decode_secret(value.get_secret_value())
+        return value
 
 
 class TaskSettings(_Section):

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 
 from server import __version__
+from server.core.signing import WebhookSigner
 from server.settings import Settings, as_settings
 
 logger = logging.getLogger(__name__)
@@ -41,6 +42,8 @@ class CallbackManager:
     def __init__(self, config: Settings | Mapping[str, Any], client: httpx.Client | None = None) -> None:
         settings = as_settings(config)
         self.timeout = settings.callback.timeout
+        secret = settings.callback.signing_secret
+        self.signer = WebhookSigner(secret.get_secret_value()) if secret else None
         self.client = client or httpx.Client(
             timeout=httpx.Timeout(self.timeout),
             # A redirect could send a patient's result somewhere the submitter never named.
@@ -49,12 +52,17 @@ class CallbackManager:
             limits=httpx.Limits(max_connections=20, max_keepalive_connections=10, keepalive_expiry=30),
         )
 
-    def deliver(self, callback_url: str, payload: Mapping[str, Any]) -> DeliveryAttempt:
-        """One attempt; never raises for network or HTTP failures, it reports them."""
+    def deliver(self, callback_url: str, payload: Mapping[str, Any], message_id: str | None = None) -> DeliveryAttempt:
+        """One attempt; never raises for network or HTTP failures, it reports them.
+
+        `message_id` is the `webhook-id` of a signed callback: the same on every attempt of one
+        task's callback, so receivers can drop duplicates. It defaults to one derived from the task.
+        """
         task_id = payload.get("taskId")
         body = json.dumps(payload, separators=(",", ":")).encode()
+        headers = self.signer.headers(message_id or f"msg_{task_id}", body) if self.signer else None
         try:
-            with self.client.stream("POST", callback_url, content=body) as response:
+            with self.client.stream("POST", callback_url, content=body, headers=headers) as response:
                 _drain(response)
         except httpx.TimeoutException:
             logger.warning("callback timed out after %ss: task %s", self.timeout, task_id)
