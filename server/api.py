@@ -11,6 +11,7 @@ import anyio
 from fastapi import Depends, FastAPI, Request
 
 from server import SERVICE_NAME, __version__, task_routes
+from server.core.netpolicy import CallbackPolicy
 from server.core.persistence import TaskPersistence
 from server.core.storage import LocalStorage
 from server.error_handlers import install_error_handlers
@@ -42,7 +43,7 @@ SubmitterDep = Annotated[Submitter, Depends(get_submitter)]
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": description}
     for status, description in {
-        400: "Validation failed (10001) or unsupported image (10003)",
+        400: "Validation failed (10001), unsupported image (10003), callbackUrl not allowed (10008)",
         409: "taskId already exists (10002)",
         413: "Upload larger than the limit (10004)",
         503: "Redis or the broker is unavailable (10007); retry after Retry-After seconds",
@@ -83,7 +84,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         persistence = TaskPersistence(settings)
         storage = await anyio.to_thread.run_sync(LocalStorage, settings.api.upload_dir)  # creates the directory
         app.state.persistence = persistence
-        app.state.submitter = Submitter(persistence, storage, _celery_enqueue, settings.limits.max_upload_bytes)
+        cfg = settings.callback
+        policy = CallbackPolicy.of(cfg.allow_private_networks, cfg.allowed_cidrs, cfg.allowed_hosts)
+        app.state.submitter = Submitter(persistence, storage, _celery_enqueue, settings.limits.max_upload_bytes, policy)
         logger.info("API ready: storage %s, Redis %s:%s", storage.root, settings.redis.host, settings.redis.port)
         try:
             yield

@@ -6,6 +6,7 @@
     ├── UnsupportedImage              400 / 10003
     ├── UploadTooLarge                413 / 10004
     ├── TaskNotFound                  404 / 10006
+    ├── CallbackNotAllowed            400 / 10008
     └── DependencyUnavailable         503 / 10007 (with Retry-After)
         └── StorageUnavailable        the image store could not be written
 
@@ -73,6 +74,12 @@ class UploadTooLarge(ServiceError):
     status_code = 413
     code = ErrorCode.UPLOAD_TOO_LARGE
     message = "Upload too large"
+
+
+class CallbackNotAllowed(ServiceError):
+    status_code = 400
+    code = ErrorCode.CALLBACK_NOT_ALLOWED
+    message = "Callback URL not allowed"
 
 
 class TaskNotFound(ServiceError):

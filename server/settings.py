@@ -15,7 +15,16 @@ from pathlib import Path
 from typing import Any, Literal, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    IPvAnyNetwork,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from server.core.signing import decode_secret
@@ -81,6 +90,11 @@ class CallbackSettings(_Section):
     timeout: float = Field(default=10.0, gt=0, le=300)
     # Standard Webhooks secret (`whsec_<base64 key>`); from the environment only. None: unsigned.
     signing_secret: SecretStr | None = None
+    # Loopback and private addresses are refused unless allowed here (link-local, multicast and
+    # the like are refused always); see server.core.netpolicy.
+    allow_private_networks: bool = False
+    allowed_cidrs: list[IPvAnyNetwork] = Field(default_factory=list)
+    allowed_hosts: list[str] = Field(default_factory=list)
 
     @field_validator("signing_secret")
     @classmethod

@@ -11,11 +11,18 @@ import redis
 from pydantic import ValidationError
 from starlette.requests import Request
 
+from server.core.clock import utc_now
+from server.core.netpolicy import CallbackPolicy, CallbackRefused
 from server.core.persistence import TaskPersistence
-from server.core.processing import utc_now
 from server.core.status import TaskStatus
 from server.core.storage import LocalStorage
-from server.errors import DependencyUnavailable, RequestInvalid, StorageUnavailable, TaskAlreadyExists
+from server.errors import (
+    CallbackNotAllowed,
+    DependencyUnavailable,
+    RequestInvalid,
+    StorageUnavailable,
+    TaskAlreadyExists,
+)
 from server.schemas import AnalyzeRequest, AnalyzeResponse
 from server.upload import IMAGE_FIELD, AnalyzeFormReader, UploadedImage
 
@@ -46,8 +53,14 @@ def _validate_if_complete(fields: Mapping[str, str]) -> None:
 
 class Submitter:
     def __init__(
-        self, persistence: TaskPersistence, storage: LocalStorage, enqueue: Enqueue, max_image_bytes: int
+        self,
+        persistence: TaskPersistence,
+        storage: LocalStorage,
+        enqueue: Enqueue,
+        max_image_bytes: int,
+        policy: CallbackPolicy,
     ) -> None:
+        self.policy = policy
         self.persistence = persistence
         self.storage = storage
         self.enqueue = enqueue
@@ -71,6 +84,10 @@ class Submitter:
 
     def _accept(self, task: AnalyzeRequest, image: UploadedImage) -> None:
         try:
+            try:
+                self.policy.check_url(task.callbackUrl)  # resolves the host: blocking, so here
+            except CallbackRefused as exc:
+                raise CallbackNotAllowed(str(exc)) from None
             try:
                 image.commit()
             except OSError as exc:

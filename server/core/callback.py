@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 
 from server import __version__
+from server.core.netpolicy import CallbackPolicy, CallbackRefused, Resolver, system_resolver
 from server.core.signing import WebhookSigner
 from server.settings import Settings, as_settings
 
@@ -39,11 +40,19 @@ class DeliveryAttempt:
 class CallbackManager:
     """Posts result payloads to callback URLs; reuse one instance for the life of the process."""
 
-    def __init__(self, config: Settings | Mapping[str, Any], client: httpx.Client | None = None) -> None:
+    def __init__(
+        self,
+        config: Settings | Mapping[str, Any],
+        client: httpx.Client | None = None,
+        resolve: Resolver = system_resolver,
+    ) -> None:
         settings = as_settings(config)
         self.timeout = settings.callback.timeout
         secret = settings.callback.signing_secret
         self.signer = WebhookSigner(secret.get_secret_value()) if secret else None
+        cfg = settings.callback
+        self.policy = CallbackPolicy.of(cfg.allow_private_networks, cfg.allowed_cidrs, cfg.allowed_hosts)
+        self.resolve = resolve
         self.client = client or httpx.Client(
             timeout=httpx.Timeout(self.timeout),
             # A redirect could send a patient's result somewhere the submitter never named.
@@ -60,9 +69,16 @@ class CallbackManager:
         """
         task_id = payload.get("taskId")
         body = json.dumps(payload, separators=(",", ":")).encode()
-        headers = self.signer.headers(message_id or f"msg_{task_id}", body) if self.signer else None
+        headers = self.signer.headers(message_id or f"msg_{task_id}", body) if self.signer else {}
         try:
-            with self.client.stream("POST", callback_url, content=body, headers=headers) as response:
+            url, extensions = self._pinned(callback_url, headers)
+        except CallbackRefused as exc:
+            logger.warning("callback refused by the network policy: task %s: %s", task_id, exc)
+            return DeliveryAttempt(False, error=f"refused by the callback network policy: {exc}")
+        except Exception as exc:  # noqa: BLE001 - an unusable URL is reported, never raised
+            return DeliveryAttempt(False, error=f"{type(exc).__name__}: {exc}")
+        try:
+            with self.client.stream("POST", url, content=body, headers=headers, extensions=extensions) as response:
                 _drain(response)
         except httpx.TimeoutException:
             logger.warning("callback timed out after %ss: task %s", self.timeout, task_id)
@@ -75,6 +91,19 @@ class CallbackManager:
             return DeliveryAttempt(True, response.status_code)
         logger.warning("callback refused: task %s, HTTP %s", task_id, response.status_code)
         return DeliveryAttempt(False, response.status_code, error=f"HTTP {response.status_code}")
+
+    def _pinned(self, callback_url: str, headers: dict[str, str]) -> tuple[httpx.URL, dict[str, Any]]:
+        """The URL to connect to: the host replaced by an address the policy checked just now.
+
+        `Host` (and TLS SNI and certificate checks, through `sni_hostname`) keep the real name.
+        """
+        url = httpx.URL(callback_url)
+        host, _, addresses = self.policy.check_url(callback_url, self.resolve)
+        if url.host == addresses[0]:
+            return url, {}
+        headers["Host"] = url.netloc.decode("ascii")
+        extensions = {"sni_hostname": host} if url.scheme == "https" else {}
+        return url.copy_with(host=addresses[0]), extensions
 
     def send_callback(self, callback_url: str, payload: Mapping[str, Any]) -> bool:
         """The seed's interface: True when the receiver answered 2xx."""

@@ -12,7 +12,6 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +19,13 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from pipelines.base import Pipeline, SourceImage
 from server.core.callback import CallbackManager, DeliveryAttempt
+from server.core.clock import utc_now
 from server.core.persistence import TaskPersistence
 from server.core.status import CallbackStatus, TaskStatus
 from server.core.storage import ImageMissing, LocalStorage
 from server.errors import ErrorCode
 
 logger = logging.getLogger(__name__)
-
-
-def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
