@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     python = sys.executable
     children = {
         script: subprocess.Popen([python, str(PROJECT_ROOT / script)], env=env)  # noqa: S603 - fixed argv
-        for script in ("main_api.py", "main_worker.py")
+        for script in ("main_api.py", "main_worker.py", "main_delivery.py")
     }
     exit_code = 0
     try:
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
                 break
             time.sleep(0.2)
     finally:
-        logger.info("stopping API and worker")
+        logger.info("stopping API, worker and callback delivery")
         _stop(list(children.values()))
         if redis_server is not None:
             redis_server.stop()

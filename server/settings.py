@@ -95,6 +95,19 @@ class CallbackSettings(_Section):
     allow_private_networks: bool = False
     allowed_cidrs: list[IPvAnyNetwork] = Field(default_factory=list)
     allowed_hosts: list[str] = Field(default_factory=list)
+    # Seconds between attempts after the first failed one; after the last, the callback is failed
+    # (and can be replayed with POST /api/v1/task/{taskId}/callback/retry).
+    retry_schedule: list[float] = Field(
+        default_factory=lambda: [5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0], max_length=50
+    )
+    delivery_concurrency: int = Field(default=16, ge=1, le=512)
+
+    @field_validator("retry_schedule")
+    @classmethod
+    def _positive_delays(cls, value: list[float]) -> list[float]:
+        if any(delay <= 0 for delay in value):
+            raise ValueError("every retry delay must be a positive number of seconds")
+        return value
 
     @field_validator("signing_secret")
     @classmethod

@@ -13,12 +13,12 @@ from celery.exceptions import Reject, TimeLimitExceeded
 from celery.signals import worker_process_init
 
 from pipelines import build_pipelines
-from server.core.callback import CallbackManager
+from server.core.outbox import CallbackOutbox
 from server.core.persistence import TaskPersistence
 from server.core.processing import TIMED_OUT, TaskProcessor, discard_image, end_task
 from server.core.storage import LocalStorage
 from server.settings import get_settings
-from server.worker import ANALYZE_TASK_NAME, DELIVER_TASK_NAME, celery_app
+from server.worker import ANALYZE_TASK_NAME, celery_app
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +37,6 @@ def processor() -> TaskProcessor:
     return TaskProcessor(
         TaskPersistence(settings),
         LocalStorage(settings.api.upload_dir),
-        CallbackManager(settings),
         pipelines,
         max_attempts=settings.worker.max_attempts,
         keep_images=settings.storage.keep_images,
@@ -50,16 +49,15 @@ def _prepare_pool_process(**_: Any) -> None:
 
 
 def _end_after_hard_time_limit(task_id: str) -> None:
-    """The pool process running the task was killed: record 12004 and have the callback sent."""
+    """The pool process running the task was killed: record 12004 (which queues the callback)."""
     settings = get_settings()
     with TaskPersistence(settings) as persistence:
         record = persistence.get_task(task_id)
-        if record is None or not end_task(persistence, task_id, TIMED_OUT):
+        if record is None or not end_task(CallbackOutbox(persistence), task_id, TIMED_OUT):
             return
     logger.error("task %s hit the hard time limit; ended with 12004", task_id)
     if not settings.storage.keep_images:
         discard_image(LocalStorage(settings.api.upload_dir), record)
-    celery_app.send_task(DELIVER_TASK_NAME, args=[task_id], queue=record.get("taskType") or "pano")
 
 
 class AnalyzeTask(Task[Any, None]):
@@ -84,14 +82,5 @@ def analyze_task(task_id: str) -> None:
     """Analyze one accepted task; its outcome goes to the task record and the callback."""
     try:
         processor().process(task_id)
-    except redis.RedisError as exc:
-        raise _requeue_on_redis_outage(task_id, exc) from exc
-
-
-@celery_app.task(name=DELIVER_TASK_NAME)
-def deliver_pending_callback(task_id: str) -> None:
-    """Send the callback of a task that ended without one (its run was killed)."""
-    try:
-        processor().deliver_pending(task_id)
     except redis.RedisError as exc:
         raise _requeue_on_redis_outage(task_id, exc) from exc

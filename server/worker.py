@@ -14,7 +14,6 @@ from kombu import Exchange, Queue
 from server.settings import TASK_TYPES, Settings, get_settings
 
 ANALYZE_TASK_NAME = "server.tasks.analyze_task"
-DELIVER_TASK_NAME = "server.tasks.deliver_pending_callback"
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:

@@ -35,13 +35,17 @@ def new_stack(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFact
 
 @pytest.fixture(scope="session")
 def stack(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """API + one worker (2 pool processes), mock delay 0; the test process is configured like them."""
-    service = new_stack(redis_server, tmp_path_factory)
+    """API, one worker (2 pool processes) and callback delivery; mock delay 0, retries 0.2 s apart.
+
+    The test process is configured like them.
+    """
+    service = new_stack(redis_server, tmp_path_factory, XRAY__CALLBACK__RETRY_SCHEDULE="[0.2, 0.2]")
     saved = dict(os.environ)
     os.environ.update(service.settings)
     get_settings.cache_clear()
     service.start_api()
     service.start_worker()
+    service.start_delivery()
     yield service
     service.stop()
     os.environ.clear()

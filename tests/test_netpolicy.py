@@ -148,13 +148,14 @@ def test_submit_refuses_with_400_10008_and_leaves_nothing(strict_api: Stack, url
     assert (strict_api.task_keys(), strict_api.stored_files(), strict_api.queued_messages()) == before
 
 
-def test_a_worker_with_a_stricter_policy_refuses_at_send_time(
+def test_a_delivery_service_with_a_stricter_policy_refuses_at_send_time(
     redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory, receiver: CallbackReceiver
 ) -> None:
-    stack = new_stack(redis_server, tmp_path_factory)
+    stack = new_stack(redis_server, tmp_path_factory, XRAY__CALLBACK__RETRY_SCHEDULE="[0.1]")
     stack.start_api()  # development policy: loopback allowed at submit
-    stack.settings["XRAY__CALLBACK__ALLOW_PRIVATE_NETWORKS"] = "false"
     stack.start_worker()
+    stack.settings["XRAY__CALLBACK__ALLOW_PRIVATE_NETWORKS"] = "false"
+    stack.start_delivery()
     try:
         task_id = str(uuid.uuid4())
         response = stack.post_analyze(
@@ -169,6 +170,6 @@ def test_a_worker_with_a_stricter_policy_refuses_at_send_time(
 
         wait_until(lambda: callback_state()["status"] == "failed")
         assert receiver.received == []
-        assert "network policy" in stack.log("worker")
+        assert "network policy" in stack.log("delivery")
     finally:
         stack.stop()

@@ -25,6 +25,7 @@ def slow_stack(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFac
     stack = new_stack(redis_server, tmp_path_factory, XRAY__PIPELINES__MOCK_DELAY_S="1")
     stack.start_api(workers=2)
     stack.start_worker()
+    stack.start_delivery()
     yield stack
     stack.stop()
 

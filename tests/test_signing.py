@@ -76,6 +76,7 @@ def signed_stack(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathF
     stack = new_stack(redis_server, tmp_path_factory, XRAY__CALLBACK__SIGNING_SECRET=SECRET)
     stack.start_api()
     stack.start_worker()
+    stack.start_delivery()
     yield stack
     stack.stop()
 
@@ -89,4 +90,4 @@ def test_the_service_signs_its_callbacks(signed_stack: Stack, receiver: Callback
     (received,) = receiver.wait_for(task_id)
     payload = Webhook(SECRET).verify(received.body, received.headers)
     assert payload["taskId"] == task_id
-    assert SECRET not in signed_stack.log("worker")
+    assert SECRET not in signed_stack.log("worker") + signed_stack.log("delivery")

@@ -25,6 +25,7 @@ def _start(redis_server: EmbeddedRedis, tmp: pytest.TempPathFactory, **settings:
     stack = new_stack(redis_server, tmp, **settings)
     stack.start_api()
     stack.start_worker()
+    stack.start_delivery()
     return stack
 
 

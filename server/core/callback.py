@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -12,6 +13,7 @@ import httpx
 
 from server import __version__
 from server.core.netpolicy import CallbackPolicy, CallbackRefused, Resolver, system_resolver
+from server.core.retry import parse_retry_after
 from server.core.signing import WebhookSigner
 from server.settings import Settings, as_settings
 
@@ -35,6 +37,7 @@ class DeliveryAttempt:
     delivered: bool
     status_code: int | None = None
     error: str | None = None
+    retry_after_s: float | None = None  # what a 429 or 503 answer asked for
 
 
 class CallbackManager:
@@ -90,7 +93,10 @@ class CallbackManager:
             logger.debug("callback delivered: task %s, HTTP %s", task_id, response.status_code)
             return DeliveryAttempt(True, response.status_code)
         logger.warning("callback refused: task %s, HTTP %s", task_id, response.status_code)
-        return DeliveryAttempt(False, response.status_code, error=f"HTTP {response.status_code}")
+        retry_after = None
+        if response.status_code in (429, 503):
+            retry_after = parse_retry_after(response.headers.get("retry-after"), time.time())
+        return DeliveryAttempt(False, response.status_code, f"HTTP {response.status_code}", retry_after)
 
     def _pinned(self, callback_url: str, headers: dict[str, str]) -> tuple[httpx.URL, dict[str, Any]]:
         """The URL to connect to: the host replaced by an address the policy checked just now.

@@ -19,7 +19,10 @@ from server.settings import RedisSettings, Settings, as_settings
 
 logger = logging.getLogger(__name__)
 
-_TERMINAL_LUA = "{" + ", ".join(f"[{json.dumps(json.dumps(str(s)))}] = true" for s in sorted(TERMINAL_STATUSES)) + "}"
+# A Lua table literal whose keys are the JSON-encoded terminal statuses, for the scripts' guards.
+TERMINAL_LUA_TABLE = (
+    "{" + ", ".join(f"[{json.dumps(json.dumps(str(s)))}] = true" for s in sorted(TERMINAL_STATUSES)) + "}"
+)
 
 # KEYS[1] task hash; ARGV[1] ttl; ARGV[2..] field, value pairs. 1 = created, 0 = taken.
 _CLAIM = """
@@ -33,7 +36,7 @@ return 1
 # increment or ''; ARGV[4..] field, value pairs.
 # Returns the incremented value (0 when none), UPDATE_MISSING or UPDATE_REFUSED_TERMINAL.
 _UPDATE = f"""
-local terminal = {_TERMINAL_LUA}
+local terminal = {TERMINAL_LUA_TABLE}
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local status = redis.call('HGET', KEYS[1], 'status')
 if ARGV[2] == '1' and status and terminal[status] then return -2 end
@@ -49,7 +52,7 @@ return counted
 # (empty when there is none), so a worker starts a task in one round trip. A record without a
 # status (written the seed's way, by `save_task`) counts as queued.
 _START = f"""
-local terminal = {_TERMINAL_LUA}
+local terminal = {TERMINAL_LUA_TABLE}
 if redis.call('EXISTS', KEYS[1]) == 0 then return {{}} end
 local status = redis.call('HGET', KEYS[1], 'status')
 if not (status and terminal[status]) then
@@ -82,7 +85,7 @@ def _encode(fields: Mapping[str, Any]) -> dict[str, str]:
     return {name: json.dumps(value, separators=(",", ":")) for name, value in fields.items()}
 
 
-def _flatten(fields: Mapping[str, Any]) -> list[str]:
+def flatten_fields(fields: Mapping[str, Any]) -> list[str]:
     """Field, value, field, value… as a Lua script's ARGV expects them."""
     return [item for pair in _encode(fields).items() for item in pair]
 
@@ -97,6 +100,7 @@ class TaskPersistence:
     def __init__(self, config: Settings | Mapping[str, Any], client: redis.Redis | None = None) -> None:
         settings = as_settings(config)
         self.redis_client = client if client is not None else redis_client(settings.redis)
+        self.root_prefix = settings.redis.key_prefix
         self.key_prefix = f"{settings.redis.key_prefix}task:"
         self.ttl = settings.task.result_ttl
         self._claim = self.redis_client.register_script(_CLAIM)
@@ -132,7 +136,7 @@ class TaskPersistence:
 
     def claim_task(self, task_id: str, metadata: Mapping[str, Any]) -> bool:
         """Create the record unless the id is taken; exactly one of racing callers gets True."""
-        return bool(self._claim(keys=[self._build_key(task_id)], args=[self.ttl, *_flatten(metadata)]))
+        return bool(self._claim(keys=[self._build_key(task_id)], args=[self.ttl, *flatten_fields(metadata)]))
 
     def update_task(
         self, task_id: str, fields: Mapping[str, Any], *, count: str = "", unless_ended: bool = True
@@ -142,7 +146,7 @@ class TaskPersistence:
         Returns the incremented count (0 without one), or UPDATE_MISSING / UPDATE_REFUSED_TERMINAL.
         """
         guard = "1" if unless_ended else "0"
-        result = self._update(keys=[self._build_key(task_id)], args=[self.ttl, guard, count, *_flatten(fields)])
+        result = self._update(keys=[self._build_key(task_id)], args=[self.ttl, guard, count, *flatten_fields(fields)])
         return int(result)
 
     def start_attempt(self, task_id: str, fields: Mapping[str, Any], *, count: str) -> dict[str, Any] | None:
@@ -150,7 +154,9 @@ class TaskPersistence:
 
         A record whose status is terminal comes back unchanged: the caller must not run it.
         """
-        flat = cast(list[str], self._start(keys=[self._build_key(task_id)], args=[self.ttl, count, *_flatten(fields)]))
+        flat = cast(
+            list[str], self._start(keys=[self._build_key(task_id)], args=[self.ttl, count, *flatten_fields(fields)])
+        )
         return _decode(dict(zip(flat[::2], flat[1::2], strict=True))) if flat else None
 
     def ping(self) -> bool:

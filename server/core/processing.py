@@ -1,9 +1,9 @@
-"""What the worker does with one task id: load, infer, record, clean up, call back.
+"""What the worker does with one task id: load, infer, record the outcome, clean up.
 
 Plain class, no Celery in its interface beyond the time-limit exception, so tests and other
 runners can drive it directly. Every run may be a redelivery of a message whose first run died:
-the record's guarded updates make sure only one run ends the task, and a task that ended without
-its callback going out (its run died in between) gets the callback from the next delivery.
+the record's guarded updates make sure only one run ends the task, and ending it queues its
+callback in the same step, so an ended task always gets its callback.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import Any
 from celery.exceptions import SoftTimeLimitExceeded
 
 from pipelines.base import Pipeline, SourceImage
-from server.core.callback import CallbackManager, DeliveryAttempt
 from server.core.clock import utc_now
+from server.core.outbox import CallbackOutbox
 from server.core.persistence import TaskPersistence
 from server.core.status import CallbackStatus, TaskStatus
 from server.core.storage import ImageMissing, LocalStorage
@@ -42,16 +42,16 @@ class Outcome:
 TIMED_OUT = Outcome.failure(ErrorCode.TASK_TIMED_OUT, "Task timed out")
 
 
-def end_task(persistence: TaskPersistence, task_id: str, outcome: Outcome) -> bool:
-    """Record the final state unless another run got there first; True when this call ended it."""
+def end_task(outbox: CallbackOutbox, task_id: str, outcome: Outcome) -> bool:
+    """Record the final state and owe its callback, unless another run got there first."""
     fields = {
         "status": outcome.status,
         "completedAt": utc_now(),
         "data": outcome.data,
         "error": outcome.error,
-        "callback": {"status": CallbackStatus.PENDING, "attempts": 0},
+        "callback": {"status": CallbackStatus.PENDING, "attempts": 0, "failures": 0},
     }
-    return persistence.update_task(task_id, fields) >= 0
+    return outbox.end_task(task_id, fields, due_at=time.time())
 
 
 def discard_image(storage: LocalStorage, record: Mapping[str, Any]) -> None:
@@ -78,15 +78,14 @@ class TaskProcessor:
         self,
         persistence: TaskPersistence,
         storage: LocalStorage,
-        callbacks: CallbackManager,
         pipelines: Mapping[str, Pipeline],
         *,
         max_attempts: int,
         keep_images: bool = False,
     ) -> None:
         self.persistence = persistence
+        self.outbox = CallbackOutbox(persistence)
         self.storage = storage
-        self.callbacks = callbacks
         self.pipelines = pipelines
         self.max_attempts = max_attempts
         self.keep_images = keep_images
@@ -94,7 +93,9 @@ class TaskProcessor:
     def process(self, task_id: str) -> TaskStatus | None:
         """Run the task to its end; returns the final status, or None when there is no such task.
 
-        Redis errors propagate: the caller puts the message back rather than lose the task.
+        The callback is not sent here: ending the task puts it in the outbox, which the delivery
+        service empties, so a slow receiver never holds an inference slot. Redis errors
+        propagate: the caller puts the message back rather than lose the task.
         """
         started = time.perf_counter()
         record = self.persistence.start_attempt(
@@ -105,7 +106,7 @@ class TaskProcessor:
             return None
         status = TaskStatus(record["status"])
         if status.is_terminal():
-            self.deliver_pending(task_id, record)
+            logger.info("task %s already %s; not running it again", task_id, status)
             return status
         attempt = int(record["attempts"])
         logger.debug("task %s started (attempt %d)", task_id, attempt)
@@ -115,25 +116,16 @@ class TaskProcessor:
             )
         else:
             outcome = self._infer(task_id, record)
-        if not end_task(self.persistence, task_id, outcome):
-            logger.info("task %s was ended by another run; discarding this result", task_id)
-            return None
+        ended = end_task(self.outbox, task_id, outcome)
         if not self.keep_images:
             discard_image(self.storage, record)
-        self._deliver(task_id, record, outcome, started)
+        took_ms = (time.perf_counter() - started) * 1000
+        if not ended:
+            # Canceled meanwhile, or another run of the same message got there first.
+            logger.info("task %s was ended elsewhere; discarding this result (%.1f ms)", task_id, took_ms)
+            return None
+        logger.info("task %s %s in %.1f ms", task_id, outcome.status, took_ms)
         return outcome.status
-
-    def deliver_pending(self, task_id: str, record: Mapping[str, Any] | None = None) -> None:
-        """Send the callback of an ended task whose callback never went out."""
-        record = record if record is not None else self.persistence.get_task(task_id)
-        if record is None or not TaskStatus(record.get("status", TaskStatus.QUEUED)).is_terminal():
-            return
-        if (record.get("callback") or {}).get("status") != CallbackStatus.PENDING:
-            logger.info("task %s already %s; not running it again", task_id, record["status"])
-            return
-        logger.warning("task %s ended without its callback going out; sending it now", task_id)
-        outcome = Outcome(TaskStatus(record["status"]), record.get("data"), record.get("error"))
-        self._deliver(task_id, record, outcome, None)
 
     def _infer(self, task_id: str, record: Mapping[str, Any]) -> Outcome:
         try:
@@ -149,32 +141,3 @@ class TaskProcessor:
             logger.exception("task %s: inference failed", task_id)
             return Outcome.failure(ErrorCode.INFERENCE_FAILED, "AI inference failed")
         return Outcome(TaskStatus.SUCCEEDED, data=result)
-
-    def _deliver(self, task_id: str, record: Mapping[str, Any], outcome: Outcome, started: float | None) -> None:
-        """One callback attempt with the outcome; its result goes into the record."""
-        status = outcome.status
-        payload = {
-            "taskId": task_id,
-            "taskType": record.get("taskType"),
-            "status": status,
-            "data": outcome.data,
-            "error": outcome.error,
-        }
-        try:
-            attempt = self.callbacks.deliver(record["callbackUrl"], payload)
-        except SoftTimeLimitExceeded:
-            attempt = DeliveryAttempt(False, error="the task's time limit ran out during the callback")
-        previous = int((record.get("callback") or {}).get("attempts", 0))
-        callback_state = {
-            "status": CallbackStatus.DELIVERED if attempt.delivered else CallbackStatus.FAILED,
-            "attempts": previous + 1,
-            "lastAttemptAt": utc_now(),
-            "lastStatusCode": attempt.status_code,
-            "lastError": attempt.error,
-        }
-        self.persistence.update_task(task_id, {"callback": callback_state}, unless_ended=False)
-        took = f" in {(time.perf_counter() - started) * 1000:.1f} ms" if started is not None else ""
-        if attempt.delivered:
-            logger.info("task %s %s%s; callback delivered (HTTP %s)", task_id, status, took, attempt.status_code)
-        else:
-            logger.error("task %s %s%s but its callback failed: %s", task_id, status, took, attempt.error)

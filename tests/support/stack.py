@@ -88,6 +88,15 @@ class Stack:
             time.sleep(0.1)
         return process
 
+    def start_delivery(self, name: str = "delivery", timeout_s: float = 30.0) -> subprocess.Popen[bytes]:
+        process = self._spawn(name, ["main_delivery.py"])
+        deadline = time.monotonic() + timeout_s
+        while "callback delivery running" not in self.log(name):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"delivery did not start:\n{self.log(name)[-3000:]}")
+            time.sleep(0.05)
+        return process
+
     def stop(self, name: str | None = None, sig: int = signal.SIGTERM, timeout_s: float = 30.0) -> None:
         for key in [name] if name else list(self.processes):
             process = self.processes.pop(key)
