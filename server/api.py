@@ -16,6 +16,7 @@ from server.core.persistence import TaskPersistence
 from server.core.storage import LocalStorage
 from server.error_handlers import install_error_handlers
 from server.imageformat import ALLOWED_EXTENSIONS
+from server.lifecycle import TaskLifecycle
 from server.schemas import MAX_CALLBACK_URL_LENGTH, AnalyzeResponse, ErrorResponse
 from server.settings import Settings, get_settings
 from server.submission import Submitter
@@ -83,7 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         persistence = TaskPersistence(settings)
         storage = await anyio.to_thread.run_sync(LocalStorage, settings.api.upload_dir)  # creates the directory
-        app.state.persistence = persistence
+        app.state.lifecycle = TaskLifecycle(persistence, storage, keep_images=settings.storage.keep_images)
         cfg = settings.callback
         policy = CallbackPolicy.of(cfg.allow_private_networks, cfg.allowed_cidrs, cfg.allowed_hosts)
         app.state.submitter = Submitter(persistence, storage, _celery_enqueue, settings.limits.max_upload_bytes, policy)

@@ -29,7 +29,7 @@ from server.settings import Settings
 logger = logging.getLogger(__name__)
 
 POLL_S = 1.0  # how often not-yet-due retries are looked for, at most
-LEASE_MARGIN_S = 60.0  # a claim outlives the attempt's timeout by this much
+LEASE_MARGIN_S = 5.0  # a claim lasts twice the attempt's timeout plus this
 
 
 def _iso(epoch: float) -> str:
@@ -52,7 +52,7 @@ class DeliveryService:
         self.outbox = CallbackOutbox(self.persistence)
         self.callbacks = CallbackManager(settings)
         self.schedule = list(settings.callback.retry_schedule)
-        self.lease_s = settings.callback.timeout + LEASE_MARGIN_S
+        self.lease_s = 2 * settings.callback.timeout + LEASE_MARGIN_S
         self.concurrency = settings.callback.delivery_concurrency
         self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="callback")
         self._in_flight = 0

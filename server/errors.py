@@ -7,6 +7,7 @@
     ├── UploadTooLarge                413 / 10004
     ├── TaskNotFound                  404 / 10006
     ├── CallbackNotAllowed            400 / 10008
+    ├── TaskAlreadyFinished           409 / 10009
     └── DependencyUnavailable         503 / 10007 (with Retry-After)
         └── StorageUnavailable        the image store could not be written
 
@@ -80,6 +81,12 @@ class CallbackNotAllowed(ServiceError):
     status_code = 400
     code = ErrorCode.CALLBACK_NOT_ALLOWED
     message = "Callback URL not allowed"
+
+
+class TaskAlreadyFinished(ServiceError):
+    status_code = 409
+    code = ErrorCode.TASK_FINISHED
+    message = "Task already finished"
 
 
 class TaskNotFound(ServiceError):

@@ -36,7 +36,8 @@ class CallbackReceiver:
 
     def __init__(self) -> None:
         self.received: list[Received] = []
-        self.replies: dict[str, Reply] = {}
+        # A path's reply, or a list of replies used in turn (the last one then sticks).
+        self.replies: dict[str, Reply | list[Reply]] = {}
         self._changed = threading.Condition()
         receiver = self
 
@@ -45,7 +46,7 @@ class CallbackReceiver:
 
             def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                reply = receiver.replies.get(self.path, Reply())
+                reply = receiver.next_reply(self.path)
                 if reply.delay_s:
                     time.sleep(reply.delay_s)
                 record = Received(
@@ -74,8 +75,19 @@ class CallbackReceiver:
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self._thread.start()
 
+    def next_reply(self, path: str) -> Reply:
+        with self._changed:
+            planned = self.replies.get(path, Reply())
+            if isinstance(planned, list):
+                return planned.pop(0) if len(planned) > 1 else planned[0]
+            return planned
+
     def url(self, path: str = "/callback") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
+
+    def received_on(self, path: str) -> list[Received]:
+        with self._changed:
+            return [r for r in self.received if r.path == path]
 
     def for_task(self, task_id: str) -> list[Received]:
         with self._changed:

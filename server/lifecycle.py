@@ -1,0 +1,59 @@
+"""Changing an accepted task from the API: cancel it, or replay its callback."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from server.core.clock import utc_now
+from server.core.outbox import CallbackOutbox
+from server.core.persistence import TaskPersistence
+from server.core.status import CallbackStatus, TaskStatus
+from server.core.storage import LocalStorage
+from server.errors import ErrorCode, RequestInvalid, TaskAlreadyFinished, TaskNotFound
+
+CANCELED_ERROR = {"code": int(ErrorCode.TASK_CANCELED), "message": "Task canceled"}
+
+
+class TaskLifecycle:
+    """Blocking (Redis, files): call from a worker thread."""
+
+    def __init__(self, persistence: TaskPersistence, storage: LocalStorage, *, keep_images: bool) -> None:
+        self.persistence = persistence
+        self.outbox = CallbackOutbox(persistence)
+        self.storage = storage
+        self.keep_images = keep_images
+
+    def get(self, task_id: str) -> dict[str, Any]:
+        record = self.persistence.get_task(task_id)
+        if record is None or "taskType" not in record:
+            raise TaskNotFound(f"no task {task_id} (unknown, or expired after its result was kept)")
+        record.setdefault("taskId", task_id)
+        return record
+
+    def cancel(self, task_id: str) -> dict[str, Any]:
+        """End a queued or running task as canceled (12005); a running one's result is discarded."""
+        record = self.get(task_id)
+        fields = {
+            "status": TaskStatus.CANCELED,
+            "completedAt": utc_now(),
+            "data": None,
+            "error": CANCELED_ERROR,
+            "callback": {"status": CallbackStatus.PENDING, "attempts": 0, "failures": 0},
+        }
+        if not self.outbox.end_task(task_id, fields, due_at=time.time()):
+            raise TaskAlreadyFinished(f"task {task_id} already {record.get('status')}")
+        if not self.keep_images and "imageKey" in record:
+            self.storage.delete(record["imageKey"])
+        return self.get(task_id)
+
+    def replay_callback(self, task_id: str) -> dict[str, Any]:
+        """Owe the callback again from now, with a fresh retry schedule."""
+        record = self.get(task_id)
+        if not TaskStatus(record.get("status", TaskStatus.QUEUED)).is_terminal():
+            raise RequestInvalid(f"task {task_id} has not ended; its callback goes out when it does")
+        state = dict(record.get("callback") or {})
+        state.update(status=CallbackStatus.PENDING, failures=0, nextAttemptAt=utc_now())
+        self.persistence.update_task(task_id, {"callback": state}, unless_ended=False)
+        self.outbox.schedule(task_id, time.time(), wake=True)
+        return self.get(task_id)
