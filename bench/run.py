@@ -131,6 +131,7 @@ def main() -> int:
     processes = {
         "api": start("api", ["main_api.py"], env, workdir),
         "worker": start("worker", ["main_worker.py"], env, workdir),
+        "delivery": start("delivery", ["main_delivery.py"], env, workdir),
     }
     api_url = f"http://127.0.0.1:{api_port}"
     results: dict[str, Any] = {

@@ -51,13 +51,20 @@ class EmbeddedRedis:
     """One redis-server child bound to loopback; `stop()` and `start()` again keep its data (AOF)."""
 
     def __init__(
-        self, data_dir: Path, port: int | None = None, *, appendonly: bool = True, password: str | None = None
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        *,
+        appendonly: bool = True,
+        password: str | None = None,
+        databases: int = 16,
     ) -> None:
         self.host = "127.0.0.1"
         self.port = port or free_port()
         self.data_dir = data_dir
         self.appendonly = appendonly
         self.password = password
+        self.databases = databases
         self.process: subprocess.Popen[bytes] | None = None
 
     def url(self, db: int = 0) -> str:
@@ -74,6 +81,7 @@ class EmbeddedRedis:
             "--appendonly", "yes" if self.appendonly else "no",
             "--appendfsync", "everysec",
             "--maxmemory-policy", "noeviction",
+            "--databases", str(self.databases),
             "--logfile", str(self.data_dir / "redis.log"),
             *(["--requirepass", self.password] if self.password else []),
         ]  # fmt: skip

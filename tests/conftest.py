@@ -15,13 +15,14 @@ from tests.support.receiver import CallbackReceiver
 from tests.support.stack import Stack
 
 _databases = itertools.count(1)
-IN_PROCESS_DB = 15
+TEST_DATABASES = 64  # one per service stack the tests start, and one for in-process tests
+IN_PROCESS_DB = TEST_DATABASES - 1
 
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
     """A Redis server of the tests' own, on a free port: nothing else's data can be touched."""
-    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"), databases=TEST_DATABASES)
     server.start()
     yield server
     server.stop()

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from server.embedded_redis import EmbeddedRedis, free_port
-from tests.conftest import new_stack
+from tests.conftest import TEST_DATABASES, new_stack
 from tests.support.images import jpeg_bytes
 from tests.support.stack import Stack
 
@@ -42,7 +42,7 @@ def test_broker_down_is_503_and_the_claim_is_released(broker_down: Stack) -> Non
 def test_redis_down_is_503_and_no_file_is_left(
     redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    own_redis = EmbeddedRedis(tmp_path_factory.mktemp("doomed-redis"), appendonly=False)
+    own_redis = EmbeddedRedis(tmp_path_factory.mktemp("doomed-redis"), appendonly=False, databases=TEST_DATABASES)
     own_redis.start()
     stack = new_stack(own_redis, tmp_path_factory)
     stack.start_api()
