@@ -64,8 +64,8 @@ class DeliveryService:
         while not stop.is_set():
             try:
                 claimed = self.outbox.claim_due(time.time(), self.lease_s, self._free_slots())
-                for task_id in claimed:
-                    self._start(task_id)
+                for task_id, record in claimed:
+                    self._start(task_id, record)
                 if not claimed:
                     self.outbox.wait_for_work(POLL_S)
             except redis.RedisError as exc:
@@ -79,14 +79,14 @@ class DeliveryService:
         with self._lock:
             return self.concurrency - self._in_flight
 
-    def _start(self, task_id: str) -> None:
+    def _start(self, task_id: str, record: dict[str, Any] | None) -> None:
         with self._lock:
             self._in_flight += 1
-        self._pool.submit(self._deliver_then_release, task_id)
+        self._pool.submit(self._deliver_then_release, task_id, record)
 
-    def _deliver_then_release(self, task_id: str) -> None:
+    def _deliver_then_release(self, task_id: str, record: dict[str, Any] | None) -> None:
         try:
-            self.deliver(task_id)
+            self.deliver(task_id, record)
         except Exception:
             # The claim's lease runs out and the callback falls due again.
             logger.exception("task %s: callback delivery crashed; it will be retried", task_id)
@@ -94,9 +94,8 @@ class DeliveryService:
             with self._lock:
                 self._in_flight -= 1
 
-    def deliver(self, task_id: str) -> None:
-        """One attempt at the task's callback, and what follows from its outcome."""
-        record = self.persistence.get_task(task_id)
+    def deliver(self, task_id: str, record: dict[str, Any] | None) -> None:
+        """One attempt at the task's callback (its record as claimed), and what follows from it."""
         if record is None or not TaskStatus(record.get("status", TaskStatus.QUEUED)).is_terminal():
             self.outbox.done(task_id)  # expired, or replaced by a new task under the same id
             return
@@ -104,8 +103,6 @@ class DeliveryService:
         if state.get("status") in (CallbackStatus.DELIVERED, CallbackStatus.FAILED):
             self.outbox.done(task_id)
             return
-        state["status"] = "delivering"
-        self.persistence.update_task(task_id, {"callback": state}, unless_ended=False)
         attempt = self.callbacks.deliver(record["callbackUrl"], callback_payload(task_id, record))
         self._record(task_id, record, state, attempt)
 
@@ -134,8 +131,4 @@ class DeliveryService:
             state["status"] = CallbackStatus.PENDING
             state["nextAttemptAt"] = _iso(now + delay)
             logger.warning("task %s: callback failed (%s); next attempt in %.0f s", task_id, attempt.error, delay)
-        self.persistence.update_task(task_id, {"callback": state}, unless_ended=False)
-        if delay is None:
-            self.outbox.done(task_id)
-        else:
-            self.outbox.schedule(task_id, now + delay)
+        self.outbox.settle(task_id, state, None if delay is None else now + delay)

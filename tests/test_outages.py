@@ -11,6 +11,7 @@ import pytest
 from server.embedded_redis import EmbeddedRedis, free_port
 from tests.conftest import TEST_DATABASES, new_stack
 from tests.support.images import jpeg_bytes
+from tests.support.receiver import CallbackReceiver
 from tests.support.stack import Stack
 
 
@@ -57,6 +58,29 @@ def test_redis_down_is_503_and_no_file_is_left(
         own_redis.start()
         status, body, _ = _analyze(stack)
         assert status == 202, body
+    finally:
+        stack.stop()
+        own_redis.stop()
+
+
+def test_a_task_accepted_before_a_redis_restart_still_completes(
+    tmp_path_factory: pytest.TempPathFactory, receiver: CallbackReceiver
+) -> None:
+    own_redis = EmbeddedRedis(tmp_path_factory.mktemp("aof-redis"), appendonly=True, databases=TEST_DATABASES)
+    own_redis.start()
+    stack = new_stack(own_redis, tmp_path_factory)
+    stack.start_api()
+    try:
+        task_id = str(uuid.uuid4())
+        response = stack.post_analyze(
+            {"taskId": task_id, "taskType": "pano", "callbackUrl": receiver.url()}, ("x.jpg", jpeg_bytes())
+        )
+        assert response.status_code == 202
+        own_redis.stop()  # a clean shutdown writes the append-only file out
+        own_redis.start()
+        stack.start_worker()
+        stack.start_delivery()
+        assert receiver.wait_for(task_id, timeout_s=60)[0].json["status"] == "succeeded"
     finally:
         stack.stop()
         own_redis.stop()

@@ -9,10 +9,11 @@ wake-ups, so a fresh callback goes out at once instead of at the next poll.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any, cast
 
-from server.core.persistence import TERMINAL_LUA_TABLE, TaskPersistence, flatten_fields
+from server.core.persistence import TERMINAL_LUA_TABLE, TaskPersistence, decode_fields, flatten_fields
 
 # KEYS: task hash, due set, wake list. ARGV: ttl, task id, due score, field/value pairs.
 # Ends the task (unless it already ended) and queues its callback, in one step.
@@ -29,11 +30,27 @@ redis.call('LTRIM', KEYS[3], 0, 999)
 return 1
 """
 
-# KEYS: due set. ARGV: now, lease end, limit. Claims up to `limit` due members.
+# KEYS: task hash, due set. ARGV: task id, callback state (JSON), next due time or ''.
+# Records an attempt's outcome and reschedules or forgets the callback, in one step.
+_SETTLE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'callback', ARGV[2]) end
+if ARGV[3] == '' then redis.call('ZREM', KEYS[2], ARGV[1]) else redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1]) end
+return 1
+"""
+
+# KEYS: due set, wake list. ARGV: now, lease end, limit, task key prefix.
+# Claims up to `limit` due members and returns each with its task record (member, fields…).
+# Emptying the wake list is safe: these claims answer every wake-up pushed before them.
 _CLAIM = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
-for _, member in ipairs(due) do redis.call('ZADD', KEYS[1], 'XX', ARGV[2], member) end
-return due
+redis.call('DEL', KEYS[2])
+local claimed = {}
+for _, member in ipairs(due) do
+  redis.call('ZADD', KEYS[1], 'XX', ARGV[2], member)
+  claimed[#claimed + 1] = member
+  claimed[#claimed + 1] = redis.call('HGETALL', ARGV[4] .. member)
+end
+return claimed
 """
 
 
@@ -45,6 +62,7 @@ class CallbackOutbox:
         self.wake_key = f"{persistence.root_prefix}callbacks:wake"
         self._end = self.client.register_script(_END)
         self._claim = self.client.register_script(_CLAIM)
+        self._settle = self.client.register_script(_SETTLE)
 
     def end_task(self, task_id: str, fields: Mapping[str, Any], due_at: float) -> bool:
         """Set the final fields and owe the callback from `due_at`; False if the task had ended."""
@@ -60,11 +78,19 @@ class CallbackOutbox:
                 pipe.ltrim(self.wake_key, 0, 999)
             pipe.execute()
 
-    def claim_due(self, now: float, lease_s: float, limit: int) -> list[str]:
+    def claim_due(self, now: float, lease_s: float, limit: int) -> list[tuple[str, dict[str, Any] | None]]:
+        """Up to `limit` owed callbacks now due, each leased for `lease_s`, with the task's record."""
         if limit <= 0:
             return []
-        claimed = self._claim(keys=[self.due_key], args=[now, now + lease_s, limit])
-        return cast(list[str], claimed)
+        args: list[float | str] = [now, now + lease_s, limit, self.persistence.key_prefix]
+        flat = cast(list[Any], self._claim(keys=[self.due_key, self.wake_key], args=args))
+        return [(task_id, decode_fields(fields) or None) for task_id, fields in zip(flat[::2], flat[1::2], strict=True)]
+
+    def settle(self, task_id: str, callback_state: Mapping[str, Any], next_due_at: float | None) -> None:
+        """Store the callback's state; owe it again from `next_due_at`, or no more when None."""
+        keys = [self.persistence._build_key(task_id), self.due_key]
+        state = json.dumps(callback_state, separators=(",", ":"))
+        self._settle(keys=keys, args=[task_id, state, "" if next_due_at is None else next_due_at])
 
     def done(self, task_id: str) -> None:
         self.client.zrem(self.due_key, task_id)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 import redis
@@ -90,7 +90,10 @@ def flatten_fields(fields: Mapping[str, Any]) -> list[str]:
     return [item for pair in _encode(fields).items() for item in pair]
 
 
-def _decode(raw: Mapping[str, str]) -> dict[str, Any]:
+def decode_fields(raw: Mapping[str, str] | Sequence[str]) -> dict[str, Any]:
+    """A record from HGETALL's answer: a mapping, or the flat field, value list a script returns."""
+    if not isinstance(raw, Mapping):
+        raw = dict(zip(raw[::2], raw[1::2], strict=True))
     return {name: json.loads(value) for name, value in raw.items()}
 
 
@@ -126,7 +129,7 @@ class TaskPersistence:
 
     def get_task(self, task_id: str) -> dict[str, Any] | None:
         raw = cast(dict[str, str], self.redis_client.hgetall(self._build_key(task_id)))
-        return _decode(raw) if raw else None
+        return decode_fields(raw) if raw else None
 
     def task_exists(self, task_id: str) -> bool:
         return bool(self.redis_client.exists(self._build_key(task_id)))
@@ -157,7 +160,7 @@ class TaskPersistence:
         flat = cast(
             list[str], self._start(keys=[self._build_key(task_id)], args=[self.ttl, count, *flatten_fields(fields)])
         )
-        return _decode(dict(zip(flat[::2], flat[1::2], strict=True))) if flat else None
+        return decode_fields(flat) if flat else None
 
     def ping(self) -> bool:
         return bool(self.redis_client.ping())

@@ -36,6 +36,7 @@ class CallbackReceiver:
 
     def __init__(self) -> None:
         self.received: list[Received] = []
+        self.arrived: list[bytes] = []
         # A path's reply, or a list of replies used in turn (the last one then sticks).
         self.replies: dict[str, Reply | list[Reply]] = {}
         self._changed = threading.Condition()
@@ -46,6 +47,9 @@ class CallbackReceiver:
 
             def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with receiver._changed:
+                    receiver.arrived.append(body)  # before any reply delay
+                    receiver._changed.notify_all()
                 reply = receiver.next_reply(self.path)
                 if reply.delay_s:
                     time.sleep(reply.delay_s)
