@@ -20,18 +20,9 @@ from server.lifecycle import TaskLifecycle
 from server.schemas import MAX_CALLBACK_URL_LENGTH, AnalyzeResponse, ErrorResponse
 from server.settings import Settings, get_settings
 from server.submission import Submitter
+from server.worker import enqueue_analysis
 
 logger = logging.getLogger(__name__)
-
-
-def _celery_enqueue(task_id: str, task_type: str) -> None:
-    from server.worker import ANALYZE_TASK_NAME, celery_app
-
-    # The Celery id is the task id: one id in every log, and no second UUID to generate. Given
-    # argsrepr, Celery skips its generic (and comparatively slow) repr of the arguments.
-    celery_app.send_task(
-        ANALYZE_TASK_NAME, args=[task_id], queue=task_type, task_id=task_id, argsrepr=repr([task_id]), kwargsrepr="{}"
-    )
 
 
 async def get_submitter(request: Request) -> Submitter:  # async: a plain def would cost a thread hop
@@ -87,7 +78,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.lifecycle = TaskLifecycle(persistence, storage, keep_images=settings.storage.keep_images)
         cfg = settings.callback
         policy = CallbackPolicy.of(cfg.allow_private_networks, cfg.allowed_cidrs, cfg.allowed_hosts)
-        app.state.submitter = Submitter(persistence, storage, _celery_enqueue, settings.limits.max_upload_bytes, policy)
+        app.state.submitter = Submitter(
+            persistence, storage, enqueue_analysis, settings.limits.max_upload_bytes, policy
+        )
         logger.info("API ready: storage %s, Redis %s:%s", storage.root, settings.redis.host, settings.redis.port)
         try:
             yield

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from functools import cache
 from typing import Any
@@ -10,15 +11,16 @@ from typing import Any
 import redis
 from celery import Task
 from celery.exceptions import Reject, TimeLimitExceeded
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
 from pipelines import build_pipelines
+from server.core.liveness import Liveness, run_liveness
 from server.core.outbox import CallbackOutbox
 from server.core.persistence import TaskPersistence
 from server.core.processing import TIMED_OUT, TaskProcessor, discard_image, end_task
 from server.core.storage import LocalStorage
 from server.settings import get_settings
-from server.worker import ANALYZE_TASK_NAME, celery_app
+from server.worker import ANALYZE_TASK_NAME, celery_app, enqueue_analysis
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +48,25 @@ def processor() -> TaskProcessor:
 @worker_process_init.connect
 def _prepare_pool_process(**_: Any) -> None:
     processor()
+
+
+_liveness_stop = threading.Event()
+
+
+@worker_ready.connect
+def _start_liveness(sender: Any = None, **_: Any) -> None:
+    """In the worker's main process: heartbeat, and resend tasks of workers that died."""
+    settings = get_settings()
+    liveness = Liveness(TaskPersistence(settings), str(getattr(sender, "hostname", "") or ""))
+    thread = threading.Thread(
+        target=run_liveness, args=(liveness, enqueue_analysis, _liveness_stop), name="liveness", daemon=True
+    )
+    thread.start()
+
+
+@worker_shutdown.connect
+def _stop_liveness(**_: Any) -> None:
+    _liveness_stop.set()
 
 
 def _end_after_hard_time_limit(task_id: str) -> None:
@@ -77,10 +98,10 @@ def _requeue_on_redis_outage(task_id: str, exc: redis.RedisError) -> Reject:
     return Reject(requeue=True)
 
 
-@celery_app.task(name=ANALYZE_TASK_NAME, base=AnalyzeTask)
-def analyze_task(task_id: str) -> None:
+@celery_app.task(name=ANALYZE_TASK_NAME, base=AnalyzeTask, bind=True)
+def analyze_task(self: AnalyzeTask, task_id: str) -> None:
     """Analyze one accepted task; its outcome goes to the task record and the callback."""
     try:
-        processor().process(task_id)
+        processor().process(task_id, owner=self.request.hostname or "")
     except redis.RedisError as exc:
         raise _requeue_on_redis_outage(task_id, exc) from exc

@@ -58,3 +58,12 @@ def create_celery_app() -> Celery:
 
 
 celery_app = create_celery_app()
+
+
+def enqueue_analysis(task_id: str, task_type: str) -> None:
+    """Publish `analyze_task(task_id)` to the task type's queue (blocking; raises when the broker is down)."""
+    # The Celery id is the task id: one id in every log, and no second UUID to generate. Given
+    # argsrepr, Celery skips its generic (and comparatively slow) repr of the arguments.
+    celery_app.send_task(
+        ANALYZE_TASK_NAME, args=[task_id], queue=task_type, task_id=task_id, argsrepr=repr([task_id]), kwargsrepr="{}"
+    )

@@ -102,3 +102,39 @@ def test_a_task_that_keeps_killing_its_worker_fails_with_12001(fragile: Stack, r
     # Other tasks keep flowing.
     other = _submit(fragile, receiver)
     assert receiver.wait_for(other, timeout_s=60)[0].json["status"] == "succeeded"
+
+
+@pytest.fixture
+def slow_task_stack(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    stack = _start(redis_server, tmp_path_factory, XRAY__PIPELINES__MOCK_DELAY_S="3")
+    yield stack
+    stack.stop()
+
+
+def test_a_task_whose_whole_worker_died_completes_once_a_worker_runs(
+    slow_task_stack: Stack, receiver: CallbackReceiver
+) -> None:
+    task_id = _submit(slow_task_stack, receiver)
+    wait_until(lambda: _record(slow_task_stack, task_id).get("status") == "processing")
+    worker = psutil.Process(slow_task_stack.processes["worker"].pid)
+    for process in [*worker.children(recursive=True), worker]:
+        os.kill(process.pid, signal.SIGKILL)
+    slow_task_stack.stop("worker")
+    # The broker alone would hand the message out again after its visibility timeout (an hour).
+    slow_task_stack.start_worker("worker-2")
+    (callback,) = receiver.wait_for(task_id, timeout_s=60)
+    assert callback.json["status"] == "succeeded"
+    assert _record(slow_task_stack, task_id)["attempts"] == 2
+    assert f"task {task_id}: its worker died while running it" in slow_task_stack.log("worker-2")
+
+
+def test_sigterm_lets_the_running_task_finish_before_the_worker_exits(
+    slow_task_stack: Stack, receiver: CallbackReceiver
+) -> None:
+    task_id = _submit(slow_task_stack, receiver)
+    wait_until(lambda: _record(slow_task_stack, task_id).get("status") == "processing")
+    worker = slow_task_stack.processes["worker"]
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(30) == 0
+    assert _record(slow_task_stack, task_id)["status"] == "succeeded"
+    assert receiver.wait_for(task_id)[0].json["status"] == "succeeded"

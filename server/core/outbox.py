@@ -15,7 +15,7 @@ from typing import Any, cast
 
 from server.core.persistence import TERMINAL_LUA_TABLE, TaskPersistence, decode_fields, flatten_fields
 
-# KEYS: task hash, due set, wake list. ARGV: ttl, task id, due score, field/value pairs.
+# KEYS: task hash, due set, wake list, running set. ARGV: ttl, task id, due score, pairs.
 # Ends the task (unless it already ended) and queues its callback, in one step.
 _END = f"""
 local terminal = {TERMINAL_LUA_TABLE}
@@ -27,6 +27,7 @@ redis.call('EXPIRE', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
 redis.call('LPUSH', KEYS[3], ARGV[2])
 redis.call('LTRIM', KEYS[3], 0, 999)
+redis.call('SREM', KEYS[4], KEYS[1])
 return 1
 """
 
@@ -66,7 +67,7 @@ class CallbackOutbox:
 
     def end_task(self, task_id: str, fields: Mapping[str, Any], due_at: float) -> bool:
         """Set the final fields and owe the callback from `due_at`; False if the task had ended."""
-        keys = [self.persistence._build_key(task_id), self.due_key, self.wake_key]
+        keys = [self.persistence._build_key(task_id), self.due_key, self.wake_key, self.persistence.running_key]
         ended = self._end(keys=keys, args=[self.persistence.ttl, task_id, due_at, *flatten_fields(fields)])
         return int(ended) == 1
 

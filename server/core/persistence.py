@@ -47,10 +47,10 @@ redis.call('EXPIRE', KEYS[1], ARGV[1])
 return counted
 """
 
-# KEYS[1] task hash; ARGV[1] ttl; ARGV[2] attempts field; ARGV[3..] field, value pairs.
-# Unless the task ended, counts an attempt and sets the fields; returns the record either way
-# (empty when there is none), so a worker starts a task in one round trip. A record without a
-# status (written the seed's way, by `save_task`) counts as queued.
+# KEYS[1] task hash, KEYS[2] running set; ARGV[1] ttl; ARGV[2] attempts field; ARGV[3..] pairs.
+# Unless the task ended, counts an attempt, sets the fields and lists the task as running;
+# returns the record either way (empty when there is none), so a worker starts a task in one
+# round trip. A record without a status (written the seed's way, by `save_task`) counts as queued.
 _START = f"""
 local terminal = {TERMINAL_LUA_TABLE}
 if redis.call('EXISTS', KEYS[1]) == 0 then return {{}} end
@@ -59,6 +59,7 @@ if not (status and terminal[status]) then
   redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
   redis.call('HSET', KEYS[1], unpack(ARGV, 3))
   redis.call('EXPIRE', KEYS[1], ARGV[1])
+  redis.call('SADD', KEYS[2], KEYS[1])
 end
 return redis.call('HGETALL', KEYS[1])
 """
@@ -105,6 +106,8 @@ class TaskPersistence:
         self.redis_client = client if client is not None else redis_client(settings.redis)
         self.root_prefix = settings.redis.key_prefix
         self.key_prefix = f"{settings.redis.key_prefix}task:"
+        # Keys of the tasks a worker has started and not ended, for finding those a dead worker left.
+        self.running_key = f"{settings.redis.key_prefix}running"
         self.ttl = settings.task.result_ttl
         self._claim = self.redis_client.register_script(_CLAIM)
         self._update = self.redis_client.register_script(_UPDATE)
@@ -158,7 +161,10 @@ class TaskPersistence:
         A record whose status is terminal comes back unchanged: the caller must not run it.
         """
         flat = cast(
-            list[str], self._start(keys=[self._build_key(task_id)], args=[self.ttl, count, *flatten_fields(fields)])
+            list[str],
+            self._start(
+                keys=[self._build_key(task_id), self.running_key], args=[self.ttl, count, *flatten_fields(fields)]
+            ),
         )
         return decode_fields(flat) if flat else None
 

@@ -90,7 +90,7 @@ class TaskProcessor:
         self.max_attempts = max_attempts
         self.keep_images = keep_images
 
-    def process(self, task_id: str) -> TaskStatus | None:
+    def process(self, task_id: str, owner: str = "") -> TaskStatus | None:
         """Run the task to its end; returns the final status, or None when there is no such task.
 
         The callback is not sent here: ending the task puts it in the outbox, which the delivery
@@ -98,8 +98,9 @@ class TaskProcessor:
         propagate: the caller puts the message back rather than lose the task.
         """
         started = time.perf_counter()
+        # `owner`: the worker running it, whose heartbeat tells whether the task is still alive.
         record = self.persistence.start_attempt(
-            task_id, {"status": TaskStatus.PROCESSING, "startedAt": utc_now()}, count="attempts"
+            task_id, {"status": TaskStatus.PROCESSING, "startedAt": utc_now(), "owner": owner}, count="attempts"
         )
         if record is None:
             logger.warning("task %s has no record (expired or never accepted); dropping it", task_id)

@@ -1,0 +1,100 @@
+"""Finding tasks whose whole worker died, long before the broker would hand them out again.
+
+Every worker's main process keeps a heartbeat key alive; every task it starts names that worker
+as its owner. A task still `processing` whose owner's heartbeat has expired was running in a
+worker that is gone: the reaper (in every live worker) marks it reaped and sends it again. With
+the Redis broker alone it would wait for the visibility timeout, an hour or more. The dead
+worker's own message comes back eventually too; by then the task has ended and is not rerun.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import cast
+
+from server.core.persistence import TaskPersistence
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT_TTL_S = 15  # a worker silent this long is taken for dead
+HEARTBEAT_EVERY_S = 5.0
+REAP_EVERY_S = 5.0
+REPUBLISH_GRACE_S = 60  # a reaped task not picked up again within this is reaped again
+
+# KEYS: running set. ARGV: heartbeat key prefix, now, grace.
+# Returns task key, task type pairs of running tasks whose owner has no heartbeat, marking them
+# reaped so that only one reaper sends each; forgets entries of tasks no longer processing.
+_REAP = """
+local orphans = {}
+for _, key in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local status = redis.call('HGET', key, 'status')
+  if status ~= '"processing"' then
+    redis.call('SREM', KEYS[1], key)
+  else
+    local owner = redis.call('HGET', key, 'owner')
+    local name = owner and string.sub(owner, 2, -2) or ''
+    local reaped_at = tonumber(string.match(name, '^reaped@([%d.]+)$') or '')
+    local dead
+    if reaped_at then
+      dead = tonumber(ARGV[2]) - reaped_at > tonumber(ARGV[3])
+    else
+      dead = name == '' or redis.call('EXISTS', ARGV[1] .. name) == 0
+    end
+    if dead then
+      redis.call('HSET', key, 'owner', '"reaped@' .. ARGV[2] .. '"')
+      orphans[#orphans + 1] = key
+      orphans[#orphans + 1] = redis.call('HGET', key, 'taskType') or '"pano"'
+    end
+  end
+end
+return orphans
+"""
+
+
+class Liveness:
+    def __init__(self, persistence: TaskPersistence, node_name: str) -> None:
+        self.persistence = persistence
+        self.node_name = node_name
+        self.heartbeat_prefix = f"{persistence.root_prefix}worker:"
+        self._reap = persistence.redis_client.register_script(_REAP)
+
+    def beat(self) -> None:
+        self.persistence.redis_client.set(self.heartbeat_prefix + self.node_name, "alive", ex=HEARTBEAT_TTL_S)
+
+    def stop(self) -> None:
+        self.persistence.redis_client.delete(self.heartbeat_prefix + self.node_name)
+
+    def orphans(self) -> list[tuple[str, str]]:
+        """(task id, task type) of tasks whose worker died; each is handed to one caller only."""
+        keys = [self.persistence.running_key]
+        flat = cast(
+            list[str], self._reap(keys=keys, args=[self.heartbeat_prefix, f"{time.time():.3f}", REPUBLISH_GRACE_S])
+        )
+        prefix = self.persistence.key_prefix
+        return [
+            (key.removeprefix(prefix), task_type.strip('"'))
+            for key, task_type in zip(flat[::2], flat[1::2], strict=True)
+        ]
+
+
+def run_liveness(liveness: Liveness, republish: Callable[[str, str], None], stop: threading.Event) -> None:
+    """Heartbeat and reap until `stop` is set (a daemon thread in each worker's main process)."""
+    next_reap = 0.0
+    while not stop.is_set():
+        try:
+            liveness.beat()
+            if time.monotonic() >= next_reap:
+                next_reap = time.monotonic() + REAP_EVERY_S
+                for task_id, task_type in liveness.orphans():
+                    logger.warning("task %s: its worker died while running it; sending it again", task_id)
+                    republish(task_id, task_type)
+        except Exception:
+            logger.exception("worker heartbeat or reaping failed; retrying")
+        stop.wait(min(HEARTBEAT_EVERY_S, REAP_EVERY_S))
+    try:
+        liveness.stop()
+    except Exception:  # noqa: BLE001 - shutting down; the heartbeat expires by itself anyway
+        logger.debug("could not remove the heartbeat", exc_info=True)
