@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import sys
 
 from server import ConfigError, get_settings
@@ -39,7 +40,9 @@ def main(argv: list[str] | None = None) -> int:
             f"--concurrency={args.concurrency or settings.worker.concurrency}",
             f"--queues={','.join(queues)}",
             "--pool=solo" if os.name == "nt" else "--pool=prefork",
-            f"--hostname=xray-{os.getpid()}@%h",
+            # Unique per start: a restarted worker (same PID 1 in a container, same host name) must
+            # not inherit the identity, and so the heartbeat, of the one that died.
+            f"--hostname=xray-{os.getpid()}-{secrets.token_hex(4)}@%h",
             # Mingle and gossip cost a second of start-up and chatter; nothing here relies on them.
             "--without-mingle",
             "--without-gossip",

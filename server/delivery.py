@@ -16,20 +16,20 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-import redis
-
 from server.core.callback import CallbackManager, DeliveryAttempt
 from server.core.clock import utc_now
 from server.core.outbox import CallbackOutbox
-from server.core.persistence import TaskPersistence
+from server.core.persistence import TaskPersistence, decode_fields
 from server.core.retry import next_delay
-from server.core.status import CallbackStatus, TaskStatus
+from server.core.status import TERMINAL_STATUSES, CallbackStatus
 from server.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 POLL_S = 1.0  # how often not-yet-due retries are looked for, at most
-LEASE_MARGIN_S = 5.0  # a claim lasts twice the attempt's timeout plus this
+# A claim lasts longer than an attempt can: connect, write and read each get callback.timeout.
+LEASE_TIMEOUTS = 4
+LEASE_MARGIN_S = 5.0
 
 
 def _iso(epoch: float) -> str:
@@ -52,7 +52,7 @@ class DeliveryService:
         self.outbox = CallbackOutbox(self.persistence)
         self.callbacks = CallbackManager(settings)
         self.schedule = list(settings.callback.retry_schedule)
-        self.lease_s = 2 * settings.callback.timeout + LEASE_MARGIN_S
+        self.lease_s = LEASE_TIMEOUTS * settings.callback.timeout + LEASE_MARGIN_S
         self.concurrency = settings.callback.delivery_concurrency
         self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="callback")
         self._in_flight = 0
@@ -63,13 +63,13 @@ class DeliveryService:
         logger.info("callback delivery running (%d at a time, retry schedule %s s)", self.concurrency, self.schedule)
         while not stop.is_set():
             try:
-                claimed = self.outbox.claim_due(time.time(), self.lease_s, self._free_slots())
-                for task_id, record in claimed:
-                    self._start(task_id, record)
+                lease, claimed = self.outbox.claim_due(time.time(), self.lease_s, self._free_slots())
+                for task_id, raw_record in claimed:
+                    self._start(task_id, raw_record, lease)
                 if not claimed:
                     self.outbox.wait_for_work(POLL_S)
-            except redis.RedisError as exc:
-                logger.error("callback delivery: Redis unavailable (%s); retrying", exc)
+            except Exception as exc:  # Redis down, or anything else: keep the service alive
+                logger.error("callback delivery: %s: %s; retrying", type(exc).__name__, exc)
                 stop.wait(POLL_S)
         self._pool.shutdown(wait=True)
         self.callbacks.close()
@@ -79,34 +79,42 @@ class DeliveryService:
         with self._lock:
             return self.concurrency - self._in_flight
 
-    def _start(self, task_id: str, record: dict[str, Any] | None) -> None:
+    def _start(self, task_id: str, raw_record: list[str], lease: float) -> None:
         with self._lock:
             self._in_flight += 1
-        self._pool.submit(self._deliver_then_release, task_id, record)
+        self._pool.submit(self._deliver_then_release, task_id, raw_record, lease)
 
-    def _deliver_then_release(self, task_id: str, record: dict[str, Any] | None) -> None:
+    def _deliver_then_release(self, task_id: str, raw_record: list[str], lease: float) -> None:
         try:
-            self.deliver(task_id, record)
+            self.deliver(task_id, decode_fields(raw_record) if raw_record else None, lease)
         except Exception:
             # The claim's lease runs out and the callback falls due again.
-            logger.exception("task %s: callback delivery crashed; it will be retried", task_id)
+            logger.exception("task %s: callback delivery crashed; it will be tried again", task_id)
         finally:
             with self._lock:
                 self._in_flight -= 1
 
-    def deliver(self, task_id: str, record: dict[str, Any] | None) -> None:
+    def deliver(self, task_id: str, record: dict[str, Any] | None, lease: float) -> None:
         """One attempt at the task's callback (its record as claimed), and what follows from it."""
-        if record is None or not TaskStatus(record.get("status", TaskStatus.QUEUED)).is_terminal():
-            self.outbox.done(task_id)  # expired, or replaced by a new task under the same id
+        if record is None:
+            logger.error("task %s: its record expired before its callback was delivered; dropping it", task_id)
+            self.outbox.done(task_id)
+            return
+        if record.get("status") not in TERMINAL_STATUSES:
+            self.outbox.done(task_id)  # replaced by a new task under the same id
             return
         state = dict(record.get("callback") or {})
         if state.get("status") in (CallbackStatus.DELIVERED, CallbackStatus.FAILED):
             self.outbox.done(task_id)
             return
-        attempt = self.callbacks.deliver(record["callbackUrl"], callback_payload(task_id, record))
-        self._record(task_id, record, state, attempt)
+        try:
+            attempt = self.callbacks.deliver(record["callbackUrl"], callback_payload(task_id, record))
+        except Exception as exc:  # counted as a failed attempt, so the schedule still ends
+            logger.exception("task %s: callback attempt crashed", task_id)
+            attempt = DeliveryAttempt(False, error=f"internal error: {type(exc).__name__}")
+        self._record(task_id, state, attempt, lease)
 
-    def _record(self, task_id: str, record: dict[str, Any], state: dict[str, Any], attempt: DeliveryAttempt) -> None:
+    def _record(self, task_id: str, state: dict[str, Any], attempt: DeliveryAttempt, lease: float) -> None:
         now = time.time()
         failures = 0 if attempt.delivered else int(state.get("failures", 0)) + 1
         state.update(
@@ -120,15 +128,22 @@ class DeliveryService:
         delay = None if attempt.delivered or attempt.status_code == 410 else next_delay(
             failures, self.schedule, attempt.retry_after_s
         )  # fmt: skip
+        expires_in = self.persistence.redis_client.ttl(self.persistence._build_key(task_id)) if delay else -1
         if attempt.delivered:
             state["status"] = CallbackStatus.DELIVERED
             logger.info("task %s: callback delivered (HTTP %s)", task_id, attempt.status_code)
-        elif delay is None:
+        elif delay is None or (0 <= expires_in < delay):
             state["status"] = CallbackStatus.FAILED
-            why = "410 Gone" if attempt.status_code == 410 else f"retries exhausted after {failures} failures"
+            why = (
+                "410 Gone" if attempt.status_code == 410
+                else f"retries exhausted after {failures} failures" if delay is None
+                else "the task's record expires before the next attempt"
+            )  # fmt: skip
+            delay = None
             logger.error("task %s: callback failed for good (%s): %s", task_id, why, attempt.error)
         else:
             state["status"] = CallbackStatus.PENDING
             state["nextAttemptAt"] = _iso(now + delay)
             logger.warning("task %s: callback failed (%s); next attempt in %.0f s", task_id, attempt.error, delay)
-        self.outbox.settle(task_id, state, None if delay is None else now + delay)
+        if not self.outbox.settle(task_id, state, None if delay is None else now + delay, lease):
+            logger.info("task %s: a newer claim or a replay took over this callback; result not recorded", task_id)

@@ -9,7 +9,7 @@ from server.core.clock import utc_now
 from server.core.outbox import CallbackOutbox
 from server.core.persistence import TaskPersistence
 from server.core.status import CallbackStatus, TaskStatus
-from server.core.storage import LocalStorage
+from server.core.storage import LocalStorage, discard_image
 from server.errors import ErrorCode, RequestInvalid, TaskAlreadyFinished, TaskNotFound
 
 CANCELED_ERROR = {"code": int(ErrorCode.TASK_CANCELED), "message": "Task canceled"}
@@ -42,9 +42,10 @@ class TaskLifecycle:
             "callback": {"status": CallbackStatus.PENDING, "attempts": 0, "failures": 0},
         }
         if not self.outbox.end_task(task_id, fields, due_at=time.time()):
-            raise TaskAlreadyFinished(f"task {task_id} already {record.get('status')}")
-        if not self.keep_images and "imageKey" in record:
-            self.storage.delete(record["imageKey"])
+            current = self.get(task_id)  # TaskNotFound when it expired meanwhile
+            raise TaskAlreadyFinished(f"task {task_id} already {current.get('status')}")
+        if not self.keep_images:
+            discard_image(self.storage, record)
         return self.get(task_id)
 
     def replay_callback(self, task_id: str) -> dict[str, Any]:
@@ -54,6 +55,6 @@ class TaskLifecycle:
             raise RequestInvalid(f"task {task_id} has not ended; its callback goes out when it does")
         state = dict(record.get("callback") or {})
         state.update(status=CallbackStatus.PENDING, failures=0, nextAttemptAt=utc_now())
-        self.persistence.update_task(task_id, {"callback": state}, unless_ended=False)
-        self.outbox.schedule(task_id, time.time(), wake=True)
+        if not self.outbox.replay(task_id, state, time.time()):
+            raise TaskNotFound(f"no task {task_id} (it expired)")
         return self.get(task_id)

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from starlette.requests import Request
 
 from server.core.clock import utc_now
-from server.core.netpolicy import CallbackPolicy, CallbackRefused
+from server.core.netpolicy import CallbackPolicy, CallbackRefused, ResolutionUnavailable
 from server.core.persistence import TaskPersistence
 from server.core.status import TaskStatus
 from server.core.storage import LocalStorage
@@ -88,6 +88,8 @@ class Submitter:
                 self.policy.check_url(task.callbackUrl)  # resolves the host: blocking, so here
             except CallbackRefused as exc:
                 raise CallbackNotAllowed(str(exc)) from None
+            except ResolutionUnavailable as exc:
+                raise DependencyUnavailable(f"{exc}; retry later") from None
             try:
                 image.commit()
             except OSError as exc:

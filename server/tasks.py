@@ -17,8 +17,8 @@ from pipelines import build_pipelines
 from server.core.liveness import Liveness, run_liveness
 from server.core.outbox import CallbackOutbox
 from server.core.persistence import TaskPersistence
-from server.core.processing import TIMED_OUT, TaskProcessor, discard_image, end_task
-from server.core.storage import LocalStorage
+from server.core.processing import TIMED_OUT, TaskProcessor, end_task
+from server.core.storage import LocalStorage, discard_image
 from server.settings import get_settings
 from server.worker import ANALYZE_TASK_NAME, celery_app, enqueue_analysis
 

@@ -102,3 +102,16 @@ def test_a_huge_response_body_is_not_buffered(settings: Settings) -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_retry_after_parsing() -> None:
+    from server.core.retry import next_delay, parse_retry_after
+
+    assert parse_retry_after("120", 0.0) == 120.0
+    assert parse_retry_after("²", 0.0) is None
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", 1445412470.0) == 10.0
+    assert parse_retry_after("soon", 0.0) is None
+    assert next_delay(1, [10.0], 3.0) == 3.0
+    assert next_delay(1, [10.0], 10**9) == 6 * 3600.0
+    assert next_delay(2, [10.0], None) is None
+    assert 8.0 <= (next_delay(1, [10.0], None) or 0) <= 12.0

@@ -173,3 +173,19 @@ def test_a_delivery_service_with_a_stricter_policy_refuses_at_send_time(
         assert "network policy" in stack.log("delivery")
     finally:
         stack.stop()
+
+
+def test_hosts_are_checked_as_httpx_will_send_them() -> None:
+    seen: list[str] = []
+
+    def resolve(host: str, port: int) -> list[str]:
+        seen.append(host)
+        return ["93.184.216.34"]
+
+    host, port, _ = CallbackPolicy().check_url("https://straße.de/cb", resolve)
+    assert host == seen[0] == "xn--strae-oqa.de"  # IDNA 2008, not IDNA 2003's "strasse.de"
+    assert port == 443
+
+
+def test_site_local_ipv6_is_internal() -> None:
+    assert CallbackPolicy().refusal("x", _ip("fec0::1")) is not None

@@ -17,7 +17,7 @@ from server.embedded_redis import EmbeddedRedis
 from server.settings import Settings, load_settings, settings_from_mapping
 from tests.conftest import new_stack
 from tests.support.images import jpeg_bytes
-from tests.support.receiver import CallbackReceiver
+from tests.support.receiver import CallbackReceiver, Reply
 from tests.support.stack import Stack
 
 SECRET = "whsec_" + base64.b64encode(os.urandom(32)).decode()
@@ -73,7 +73,9 @@ def test_an_unusable_secret_is_a_config_error(monkeypatch: pytest.MonkeyPatch, s
 
 @pytest.fixture(scope="module")
 def signed_stack(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    stack = new_stack(redis_server, tmp_path_factory, XRAY__CALLBACK__SIGNING_SECRET=SECRET)
+    stack = new_stack(
+        redis_server, tmp_path_factory, XRAY__CALLBACK__SIGNING_SECRET=SECRET, XRAY__CALLBACK__RETRY_SCHEDULE="[0.5]"
+    )
     stack.start_api()
     stack.start_worker()
     stack.start_delivery()
@@ -91,3 +93,17 @@ def test_the_service_signs_its_callbacks(signed_stack: Stack, receiver: Callback
     payload = Webhook(SECRET).verify(received.body, received.headers)
     assert payload["taskId"] == task_id
     assert SECRET not in signed_stack.log("worker") + signed_stack.log("delivery")
+
+
+def test_retries_keep_the_webhook_id_and_sign_afresh(signed_stack: Stack, receiver: CallbackReceiver) -> None:
+    receiver.replies["/once-down"] = [Reply(503), Reply(200)]
+    task_id = str(uuid.uuid4())
+    response = signed_stack.post_analyze(
+        {"taskId": task_id, "taskType": "pano", "callbackUrl": receiver.url("/once-down")}, ("x.jpg", jpeg_bytes())
+    )
+    assert response.status_code == 202
+    first, second = receiver.wait_for(task_id, count=2)
+    for attempt in (first, second):
+        Webhook(SECRET).verify(attempt.body, attempt.headers)
+    assert first.headers["webhook-id"] == second.headers["webhook-id"]
+    assert first.body == second.body

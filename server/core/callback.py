@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -12,7 +13,7 @@ from typing import Any
 import httpx
 
 from server import __version__
-from server.core.netpolicy import CallbackPolicy, CallbackRefused, Resolver, system_resolver
+from server.core.netpolicy import CallbackPolicy, CallbackRefused, ResolutionUnavailable, Resolver, system_resolver
 from server.core.retry import parse_retry_after
 from server.core.signing import WebhookSigner
 from server.settings import Settings, as_settings
@@ -61,7 +62,11 @@ class CallbackManager:
             # A redirect could send a patient's result somewhere the submitter never named.
             follow_redirects=False,
             headers={"User-Agent": USER_AGENT, "Content-Type": "application/json"},
-            limits=httpx.Limits(max_connections=20, max_keepalive_connections=10, keepalive_expiry=30),
+            limits=httpx.Limits(
+                max_connections=settings.callback.delivery_concurrency + 4,
+                max_keepalive_connections=min(settings.callback.delivery_concurrency, 32),
+                keepalive_expiry=30,
+            ),
         )
 
     def deliver(self, callback_url: str, payload: Mapping[str, Any], message_id: str | None = None) -> DeliveryAttempt:
@@ -75,13 +80,16 @@ class CallbackManager:
         headers = self.signer.headers(message_id or f"msg_{task_id}", body) if self.signer else {}
         try:
             url, extensions = self._pinned(callback_url, headers)
-        except CallbackRefused as exc:
+        except (CallbackRefused, ResolutionUnavailable) as exc:
             logger.warning("callback refused by the network policy: task %s: %s", task_id, exc)
             return DeliveryAttempt(False, error=f"refused by the callback network policy: {exc}")
         except Exception as exc:  # noqa: BLE001 - an unusable URL is reported, never raised
             return DeliveryAttempt(False, error=f"{type(exc).__name__}: {exc}")
         try:
-            with self.client.stream("POST", url, content=body, headers=headers, extensions=extensions) as response:
+            with (
+                self.client.stream("POST", url, content=body, headers=headers, extensions=extensions) as response,
+                contextlib.suppress(httpx.HTTPError),  # the status line decided; the body is extra
+            ):
                 _drain(response)
         except httpx.TimeoutException:
             logger.warning("callback timed out after %ss: task %s", self.timeout, task_id)
@@ -108,8 +116,12 @@ class CallbackManager:
         if url.host == addresses[0]:
             return url, {}
         headers["Host"] = url.netloc.decode("ascii")
-        extensions = {"sni_hostname": host} if url.scheme == "https" else {}
-        return url.copy_with(host=addresses[0]), extensions
+        if url.scheme != "https":
+            return url.copy_with(host=addresses[0]), {}
+        # Pooled connections are matched by address alone: a TLS connection checked for one name
+        # must not carry a request for another name on the same address, so it is not kept.
+        headers["Connection"] = "close"
+        return url.copy_with(host=addresses[0]), {"sni_hostname": host}
 
     def send_callback(self, callback_url: str, payload: Mapping[str, Any]) -> bool:
         """The seed's interface: True when the receiver answered 2xx."""

@@ -22,7 +22,10 @@ logger = logging.getLogger(__name__)
 HEARTBEAT_TTL_S = 15  # a worker silent this long is taken for dead
 HEARTBEAT_EVERY_S = 5.0
 REAP_EVERY_S = 5.0
-REPUBLISH_GRACE_S = 60  # a reaped task not picked up again within this is reaped again
+REPUBLISH_GRACE_S = 600  # a reaped task not started again within this (a lost message) is resent
+# After this process (or Redis) was out of touch, heartbeats of live workers may have lapsed too:
+# reap only once every live worker has had the time to beat again.
+SETTLE_S = HEARTBEAT_TTL_S + HEARTBEAT_EVERY_S
 
 # KEYS: running set. ARGV: heartbeat key prefix, now, grace.
 # Returns task key, task type pairs of running tasks whose owner has no heartbeat, marking them
@@ -82,7 +85,8 @@ class Liveness:
 
 def run_liveness(liveness: Liveness, republish: Callable[[str, str], None], stop: threading.Event) -> None:
     """Heartbeat and reap until `stop` is set (a daemon thread in each worker's main process)."""
-    next_reap = 0.0
+    in_touch_since = time.monotonic()
+    next_reap = in_touch_since + SETTLE_S
     while not stop.is_set():
         try:
             liveness.beat()
@@ -93,6 +97,7 @@ def run_liveness(liveness: Liveness, republish: Callable[[str, str], None], stop
                     republish(task_id, task_type)
         except Exception:
             logger.exception("worker heartbeat or reaping failed; retrying")
+            next_reap = time.monotonic() + SETTLE_S
         stop.wait(min(HEARTBEAT_EVERY_S, REAP_EVERY_S))
     try:
         liveness.stop()

@@ -12,13 +12,15 @@ import ipaddress
 import socket
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+
+import httpx
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 Resolver = Callable[[str, int], Sequence[str]]
 
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_SITE_LOCAL = ipaddress.IPv6Network("fec0::/10")  # deprecated, but still internal where used
 _BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 
 
@@ -26,10 +28,16 @@ class CallbackRefused(Exception):
     """The callback URL's host is, or resolves to, an address the policy refuses."""
 
 
+class ResolutionUnavailable(Exception):
+    """The name could not be resolved for now (DNS temporarily failing); worth trying again."""
+
+
 def system_resolver(host: str, port: int) -> list[str]:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
+        if exc.errno == socket.EAI_AGAIN:
+            raise ResolutionUnavailable(f"cannot resolve {host} now: {exc.strerror}") from None
         raise CallbackRefused(f"cannot resolve {host}: {exc.strerror}") from None
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
@@ -76,9 +84,10 @@ class CallbackPolicy:
 
     def check_url(self, url: str, resolve: Resolver = system_resolver) -> tuple[str, int, list[str]]:
         """Host, port and checked addresses of an http(s) URL; `CallbackRefused` when refused."""
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+        parsed = httpx.URL(url)
+        # The host as httpx will send it (IDNA 2008 A-label), not Python's IDNA 2003 spelling.
+        host = parsed.raw_host.decode("ascii")
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
         return host, port, self.checked_addresses(host, port, resolve)
 
     def refusal(self, host: str, address: IPAddress) -> str | None:
@@ -89,7 +98,7 @@ class CallbackPolicy:
         reason = None if effective.is_loopback else never_allowed(effective)
         if reason:
             return reason
-        if effective.is_global:
+        if effective.is_global and effective not in _SITE_LOCAL:
             return None
         if (
             self.allow_private_networks

@@ -13,7 +13,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, cast
 
-from server.core.persistence import TERMINAL_LUA_TABLE, TaskPersistence, decode_fields, flatten_fields
+from server.core.persistence import TERMINAL_LUA_TABLE, TaskPersistence, flatten_fields
 
 # KEYS: task hash, due set, wake list, running set. ARGV: ttl, task id, due score, pairs.
 # Ends the task (unless it already ended) and queues its callback, in one step.
@@ -31,11 +31,26 @@ redis.call('SREM', KEYS[4], KEYS[1])
 return 1
 """
 
-# KEYS: task hash, due set. ARGV: task id, callback state (JSON), next due time or ''.
-# Records an attempt's outcome and reschedules or forgets the callback, in one step.
+# KEYS: task hash, due set. ARGV: task id, callback state (JSON), next due time or '', lease.
+# Records an attempt's outcome and reschedules or forgets the callback, in one step — only if
+# the claim is still this attempt's (its lease score unchanged): an attempt whose lease ran out
+# and was claimed again, or that a replay overtook, must not overwrite the newer state.
 _SETTLE = """
+local score = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if not score or tonumber(score) ~= tonumber(ARGV[4]) then return 0 end
 if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'callback', ARGV[2]) end
 if ARGV[3] == '' then redis.call('ZREM', KEYS[2], ARGV[1]) else redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1]) end
+return 1
+"""
+
+# KEYS: task hash, due set, wake list. ARGV: task id, callback state (JSON), now.
+# Owes the callback again from now (a replay), superseding any attempt in flight.
+_REPLAY = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'callback', ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+redis.call('LPUSH', KEYS[3], ARGV[1])
+redis.call('LTRIM', KEYS[3], 0, 999)
 return 1
 """
 
@@ -64,6 +79,7 @@ class CallbackOutbox:
         self._end = self.client.register_script(_END)
         self._claim = self.client.register_script(_CLAIM)
         self._settle = self.client.register_script(_SETTLE)
+        self._replay = self.client.register_script(_REPLAY)
 
     def end_task(self, task_id: str, fields: Mapping[str, Any], due_at: float) -> bool:
         """Set the final fields and owe the callback from `due_at`; False if the task had ended."""
@@ -71,27 +87,30 @@ class CallbackOutbox:
         ended = self._end(keys=keys, args=[self.persistence.ttl, task_id, due_at, *flatten_fields(fields)])
         return int(ended) == 1
 
-    def schedule(self, task_id: str, due_at: float, *, wake: bool = False) -> None:
-        with self.client.pipeline() as pipe:
-            pipe.zadd(self.due_key, {task_id: due_at})
-            if wake:
-                pipe.lpush(self.wake_key, task_id)
-                pipe.ltrim(self.wake_key, 0, 999)
-            pipe.execute()
-
-    def claim_due(self, now: float, lease_s: float, limit: int) -> list[tuple[str, dict[str, Any] | None]]:
-        """Up to `limit` owed callbacks now due, each leased for `lease_s`, with the task's record."""
+    def claim_due(self, now: float, lease_s: float, limit: int) -> tuple[float, list[tuple[str, list[str]]]]:
+        """Up to `limit` owed callbacks now due, leased until the returned time, with raw records."""
         if limit <= 0:
-            return []
-        args: list[float | str] = [now, now + lease_s, limit, self.persistence.key_prefix]
+            return 0.0, []
+        lease = now + lease_s
+        args: list[float | str] = [now, lease, limit, self.persistence.key_prefix]
         flat = cast(list[Any], self._claim(keys=[self.due_key, self.wake_key], args=args))
-        return [(task_id, decode_fields(fields) or None) for task_id, fields in zip(flat[::2], flat[1::2], strict=True)]
+        return lease, list(zip(flat[::2], flat[1::2], strict=True))
 
-    def settle(self, task_id: str, callback_state: Mapping[str, Any], next_due_at: float | None) -> None:
-        """Store the callback's state; owe it again from `next_due_at`, or no more when None."""
+    def settle(self, task_id: str, callback_state: Mapping[str, Any], next_due_at: float | None, lease: float) -> bool:
+        """Store the callback's state and owe it again from `next_due_at` (None: no more).
+
+        False, changing nothing, when the claim `lease` is no longer this attempt's.
+        """
         keys = [self.persistence._build_key(task_id), self.due_key]
         state = json.dumps(callback_state, separators=(",", ":"))
-        self._settle(keys=keys, args=[task_id, state, "" if next_due_at is None else next_due_at])
+        args = [task_id, state, "" if next_due_at is None else next_due_at, lease]
+        return bool(self._settle(keys=keys, args=args))
+
+    def replay(self, task_id: str, callback_state: Mapping[str, Any], now: float) -> bool:
+        """Owe the callback again from `now` with the given state; False when the task is gone."""
+        keys = [self.persistence._build_key(task_id), self.due_key, self.wake_key]
+        state = json.dumps(callback_state, separators=(",", ":"))
+        return bool(self._replay(keys=keys, args=[task_id, state, now]))
 
     def done(self, task_id: str) -> None:
         self.client.zrem(self.due_key, task_id)

@@ -22,7 +22,7 @@ from server.core.clock import utc_now
 from server.core.outbox import CallbackOutbox
 from server.core.persistence import TaskPersistence
 from server.core.status import CallbackStatus, TaskStatus
-from server.core.storage import ImageMissing, LocalStorage
+from server.core.storage import ImageMissing, LocalStorage, discard_image
 from server.errors import ErrorCode
 
 logger = logging.getLogger(__name__)
@@ -52,13 +52,6 @@ def end_task(outbox: CallbackOutbox, task_id: str, outcome: Outcome) -> bool:
         "callback": {"status": CallbackStatus.PENDING, "attempts": 0, "failures": 0},
     }
     return outbox.end_task(task_id, fields, due_at=time.time())
-
-
-def discard_image(storage: LocalStorage, record: Mapping[str, Any]) -> None:
-    if "imageKey" in record:
-        storage.delete(record["imageKey"])
-    elif "imagePath" in record:  # a record written the seed's way, naming a file directly
-        Path(record["imagePath"]).unlink(missing_ok=True)
 
 
 def load_image(storage: LocalStorage, record: Mapping[str, Any]) -> SourceImage:

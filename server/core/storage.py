@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 import re
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 _KEY = re.compile(r"[0-9a-f]{32}\.[a-z]{3,4}")
 
@@ -85,3 +86,11 @@ class LocalStorage:
         except FileNotFoundError:
             return False
         return True
+
+
+def discard_image(storage: LocalStorage, record: Mapping[str, Any]) -> None:
+    """Delete a task's image, however its record names it."""
+    if "imageKey" in record:
+        storage.delete(record["imageKey"])
+    elif "imagePath" in record:  # a record written the seed's way, naming a file directly
+        Path(record["imagePath"]).unlink(missing_ok=True)
