@@ -139,6 +139,7 @@ class CallbackView(BaseModel):
     attempts: int = 0
     lastAttemptAt: str | None = None
     lastStatusCode: int | None = None
+    lastError: str | None = None
     nextAttemptAt: str | None = None
 
 

@@ -58,6 +58,7 @@ def test_a_queued_task_shows_queued(api_only: Stack) -> None:
         "attempts": 0,
         "lastAttemptAt": None,
         "lastStatusCode": None,
+        "lastError": None,
         "nextAttemptAt": None,
     }
 
