@@ -14,6 +14,10 @@ from server.settings import TASK_TYPES
 
 
 def main(argv: list[str] | None = None) -> int:
+    # SIGTERM (what orchestrators send) becomes Celery's soft-then-cold shutdown: running tasks get
+    # worker.shutdown_grace_s to finish, then their messages go back to the queue at once instead
+    # of after the broker's visibility timeout. Read by billiard when Celery is imported, so here.
+    os.environ.setdefault("REMAP_SIGTERM", "SIGQUIT")
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
         "--queues", help=f"comma-separated queues to consume (default: worker.queues; known: {', '.join(TASK_TYPES)})"

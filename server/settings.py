@@ -81,6 +81,8 @@ class WorkerSettings(_Section):
     queues: list[Literal["pano", "ceph"]] = Field(default=["pano", "ceph"], min_length=1)
     task_soft_time_limit_s: int = Field(default=300, ge=1)
     task_time_limit_s: int = Field(default=360, ge=1)
+    # On SIGTERM, running tasks may finish within this; then they go back to the queue.
+    shutdown_grace_s: float = Field(default=10.0, ge=0, le=3600)
     # A message redelivered after its worker died counts as another attempt; past this the
     # task fails with 12001 instead of taking workers down forever.
     max_attempts: int = Field(default=3, ge=1)

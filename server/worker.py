@@ -46,6 +46,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_time_limit": settings.worker.task_time_limit_s,
         # A publish to a broker that is down fails within about a second instead of hanging the API.
         "task_publish_retry_policy": {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5},
+        "worker_soft_shutdown_timeout": settings.worker.shutdown_grace_s,
         "worker_hijack_root_logger": False,
         "worker_disable_rate_limits": True,
     }

@@ -128,7 +128,7 @@ def test_a_task_whose_whole_worker_died_completes_once_a_worker_runs(
     assert f"task {task_id}: its worker died while running it" in slow_task_stack.log("worker-2")
 
 
-def test_sigterm_lets_the_running_task_finish_before_the_worker_exits(
+def test_sigterm_lets_a_short_task_finish_within_the_grace_period(
     slow_task_stack: Stack, receiver: CallbackReceiver
 ) -> None:
     task_id = _submit(slow_task_stack, receiver)
@@ -138,3 +138,23 @@ def test_sigterm_lets_the_running_task_finish_before_the_worker_exits(
     assert worker.wait(30) == 0
     assert _record(slow_task_stack, task_id)["status"] == "succeeded"
     assert receiver.wait_for(task_id)[0].json["status"] == "succeeded"
+
+
+def test_sigterm_gives_a_long_task_back_to_the_queue_promptly(
+    redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory, receiver: CallbackReceiver
+) -> None:
+    stack = _start(
+        redis_server, tmp_path_factory, XRAY__PIPELINES__MOCK_DELAY_S="4", XRAY__WORKER__SHUTDOWN_GRACE_S="0.5"
+    )
+    try:
+        task_id = _submit(stack, receiver)
+        wait_until(lambda: _record(stack, task_id).get("status") == "processing")
+        stack.start_worker("worker-2")
+        worker = stack.processes["worker"]
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(30)  # within the grace period and a cold shutdown, not after the task's 4 s
+        (callback,) = receiver.wait_for(task_id, timeout_s=60)
+        assert callback.json["status"] == "succeeded"
+        assert _record(stack, task_id)["attempts"] == 2
+    finally:
+        stack.stop()
