@@ -63,11 +63,16 @@ class DeliveryService:
         logger.info("callback delivery running (%d at a time, retry schedule %s s)", self.concurrency, self.schedule)
         while not stop.is_set():
             try:
-                lease, claimed = self.outbox.claim_due(time.time(), self.lease_s, self._free_slots())
+                free = self._free_slots()
+                lease, claimed = self.outbox.claim_due(time.time(), self.lease_s, free)
                 for task_id, raw_record in claimed:
                     self._start(task_id, raw_record, lease)
-                if not claimed:
+                if len(claimed) < free:
+                    # Everything due is claimed and the claim emptied the wake-up list, so wait
+                    # for the next wake-up (or retries falling due) instead of asking again.
                     self.outbox.wait_for_work(POLL_S)
+                elif not claimed:
+                    stop.wait(0.05)  # every slot busy: let attempts finish
             except Exception as exc:  # Redis down, or anything else: keep the service alive
                 logger.error("callback delivery: %s: %s; retrying", type(exc).__name__, exc)
                 stop.wait(POLL_S)
