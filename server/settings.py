@@ -103,6 +103,15 @@ class CallbackSettings(_Section):
         default_factory=lambda: [5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0], max_length=50
     )
     delivery_concurrency: int = Field(default=16, ge=1, le=512)
+    # PEM file of the CA(s) to trust for https callbacks (a hospital's own CA); None: certifi's.
+    ca_bundle: Path | None = None
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _bundle_is_readable(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no such file: {value}")
+        return value
 
     @field_validator("retry_schedule")
     @classmethod

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -57,8 +58,10 @@ class CallbackManager:
         cfg = settings.callback
         self.policy = CallbackPolicy.of(cfg.allow_private_networks, cfg.allowed_cidrs, cfg.allowed_hosts)
         self.resolve = resolve
+        ca_bundle = settings.callback.ca_bundle
         self.client = client or httpx.Client(
             timeout=httpx.Timeout(self.timeout),
+            verify=ssl.create_default_context(cafile=str(ca_bundle)) if ca_bundle else True,
             # A redirect could send a patient's result somewhere the submitter never named.
             follow_redirects=False,
             headers={"User-Agent": USER_AGENT, "Content-Type": "application/json"},
