@@ -7,18 +7,14 @@ import sys
 
 import uvicorn
 
-from server import ConfigError, get_settings
 from server.logsetup import LOG_FORMAT, configure_logging
+from server.settings import startup_settings
 
 logger = logging.getLogger("main_api")
 
 
 def main() -> int:
-    try:
-        settings = get_settings()
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)  # noqa: T201 - logging may not be configured yet
-        return 2
+    settings = startup_settings()
     configure_logging(settings.api.loglevel)
     settings.api.upload_dir.mkdir(parents=True, exist_ok=True)
     logger.info(

@@ -7,17 +7,13 @@ import sys
 import threading
 from types import FrameType
 
-from server import ConfigError, get_settings
 from server.delivery import DeliveryService
 from server.logsetup import configure_logging
+from server.settings import startup_settings
 
 
 def main() -> int:
-    try:
-        settings = get_settings()
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)  # noqa: T201 - logging may not be configured yet
-        return 2
+    settings = startup_settings()
     configure_logging(settings.worker.loglevel)
     stop = threading.Event()
 

@@ -8,9 +8,8 @@ import os
 import secrets
 import sys
 
-from server import ConfigError, get_settings
 from server.logsetup import configure_logging
-from server.settings import TASK_TYPES
+from server.settings import TASK_TYPES, startup_settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,11 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.queues:
         # Through the configuration, so every pool process loads just these queues' pipelines.
         os.environ["XRAY__WORKER__QUEUES"] = json.dumps(args.queues.split(","))
-    try:
-        settings = get_settings()
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)  # noqa: T201 - logging may not be configured yet
-        return 2
+    settings = startup_settings()
     queues = list(settings.worker.queues)
     configure_logging(settings.worker.loglevel)
 

@@ -17,10 +17,9 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from server import ConfigError, get_settings
 from server.embedded_redis import EmbeddedRedis, redis_reachable
 from server.logsetup import configure_logging
-from server.settings import PROJECT_ROOT
+from server.settings import PROJECT_ROOT, get_settings, startup_settings
 
 logger = logging.getLogger("launcher")
 STOP_GRACE_S = 30.0
@@ -73,11 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         help="where an embedded Redis keeps its append-only file (default: tmp/redis)",
     )
     args = parser.parse_args(argv)
-    try:
-        settings = get_settings()
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)  # noqa: T201 - logging may not be configured yet
-        return 2
+    settings = startup_settings()
     configure_logging(settings.api.loglevel)
     env = dict(os.environ)
     password = settings.redis.password.get_secret_value() if settings.redis.password else None

@@ -300,6 +300,14 @@ def settings_from_mapping(config: Mapping[str, Any]) -> Settings:
         raise ConfigError(f"invalid configuration: {details}") from None
 
 
+def startup_settings() -> Settings:
+    """The process's settings; a configuration error ends the process with its one-line message."""
+    try:
+        return get_settings()
+    except ConfigError as exc:
+        raise SystemExit(str(exc)) from None
+
+
 def as_settings(config: Settings | Mapping[str, Any]) -> Settings:
     """Accept the seed's plain-dict configuration wherever a `Settings` is expected."""
     return config if isinstance(config, Settings) else settings_from_mapping(config)
