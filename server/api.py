@@ -24,6 +24,9 @@ from server.worker import enqueue_analysis
 
 logger = logging.getLogger(__name__)
 
+# A staging file untouched this long belongs to no upload in progress (they write every MiB).
+STALE_UPLOAD_S = 3600.0
+
 
 async def get_submitter(request: Request) -> Submitter:  # async: a plain def would cost a thread hop
     submitter: Submitter = request.app.state.submitter
@@ -75,6 +78,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         persistence = TaskPersistence(settings)
         storage = await anyio.to_thread.run_sync(LocalStorage, settings.api.upload_dir)  # creates the directory
+        swept = await anyio.to_thread.run_sync(storage.sweep_staged, STALE_UPLOAD_S)
+        if swept:
+            logger.warning("removed %d unfinished upload(s) left by an API process that died", swept)
         app.state.lifecycle = TaskLifecycle(persistence, storage, keep_images=settings.storage.keep_images)
         cfg = settings.callback
         policy = CallbackPolicy.of(cfg.allow_private_networks, cfg.allowed_cidrs, cfg.allowed_hosts)

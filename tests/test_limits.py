@@ -96,3 +96,26 @@ def test_an_image_just_under_the_limit_is_accepted(small_limit: Stack) -> None:
     )
     assert response.status_code == 202, response.text
     assert len(small_limit.stored_files()) == before + 1
+
+
+def test_unfinished_uploads_of_a_dead_api_are_swept_at_start(
+    redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    import os
+    import time
+
+    stack = new_stack(redis_server, tmp_path_factory)
+    stack.upload_dir.mkdir(parents=True)
+    old = stack.upload_dir / ".0123456789abcdef0123456789abcdef.jpg.part"
+    fresh = stack.upload_dir / ".fedcba9876543210fedcba9876543210.jpg.part"
+    old.write_bytes(b"half an upload")
+    fresh.write_bytes(b"an upload in progress elsewhere")
+    two_hours_ago = time.time() - 7200
+    os.utime(old, (two_hours_ago, two_hours_ago))
+    stack.start_api()
+    try:
+        assert not old.exists()
+        assert fresh.exists()
+        assert "removed 1 unfinished upload(s)" in stack.log("api")
+    finally:
+        stack.stop()

@@ -7,8 +7,10 @@ under its key on `commit()`, so a reader never sees half an upload.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -76,6 +78,20 @@ class LocalStorage:
             return self._path(key).read_bytes()
         except FileNotFoundError:
             raise ImageMissing(key) from None
+
+    def sweep_staged(self, older_than_s: float) -> int:
+        """Delete staging files left by processes that died mid-upload; returns how many.
+
+        Only files older than any upload could take: other API processes may be writing theirs.
+        """
+        cutoff = time.time() - older_than_s
+        removed = 0
+        for staged in self.root.glob(".*.part"):
+            with contextlib.suppress(FileNotFoundError):
+                if staged.stat().st_mtime < cutoff:
+                    staged.unlink()
+                    removed += 1
+        return removed
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
