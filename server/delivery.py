@@ -13,11 +13,10 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from typing import Any
 
 from server.core.callback import CallbackManager, DeliveryAttempt
-from server.core.clock import utc_now
+from server.core.clock import iso_utc, utc_now
 from server.core.outbox import CallbackOutbox
 from server.core.persistence import TaskPersistence, decode_fields
 from server.core.retry import next_delay
@@ -30,10 +29,6 @@ POLL_S = 1.0  # how often not-yet-due retries are looked for, at most
 # A claim lasts longer than an attempt can: connect, write and read each get callback.timeout.
 LEASE_TIMEOUTS = 4
 LEASE_MARGIN_S = 5.0
-
-
-def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def callback_payload(task_id: str, record: dict[str, Any]) -> dict[str, Any]:
@@ -148,7 +143,7 @@ class DeliveryService:
             logger.error("task %s: callback failed for good (%s): %s", task_id, why, attempt.error)
         else:
             state["status"] = CallbackStatus.PENDING
-            state["nextAttemptAt"] = _iso(now + delay)
+            state["nextAttemptAt"] = iso_utc(now + delay)
             logger.warning("task %s: callback failed (%s); next attempt in %.0f s", task_id, attempt.error, delay)
         if not self.outbox.settle(task_id, state, None if delay is None else now + delay, lease):
             logger.info("task %s: a newer claim or a replay took over this callback; result not recorded", task_id)

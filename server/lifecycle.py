@@ -8,11 +8,9 @@ from typing import Any
 from server.core.clock import utc_now
 from server.core.outbox import CallbackOutbox
 from server.core.persistence import TaskPersistence
-from server.core.status import CallbackStatus, TaskStatus
+from server.core.status import CANCELED, CallbackStatus, TaskStatus
 from server.core.storage import LocalStorage, discard_image
-from server.errors import ErrorCode, RequestInvalid, TaskAlreadyFinished, TaskNotFound
-
-CANCELED_ERROR = {"code": int(ErrorCode.TASK_CANCELED), "message": "Task canceled"}
+from server.errors import RequestInvalid, TaskAlreadyFinished, TaskNotFound
 
 
 class TaskLifecycle:
@@ -34,14 +32,7 @@ class TaskLifecycle:
     def cancel(self, task_id: str) -> dict[str, Any]:
         """End a queued or running task as canceled (12005); a running one's result is discarded."""
         record = self.get(task_id)
-        fields = {
-            "status": TaskStatus.CANCELED,
-            "completedAt": utc_now(),
-            "data": None,
-            "error": CANCELED_ERROR,
-            "callback": {"status": CallbackStatus.PENDING, "attempts": 0, "failures": 0},
-        }
-        if not self.outbox.end_task(task_id, fields, due_at=time.time()):
+        if not self.outbox.end_task(task_id, CANCELED):
             current = self.get(task_id)  # TaskNotFound when it expired meanwhile
             raise TaskAlreadyFinished(f"task {task_id} already {current.get('status')}")
         if not self.keep_images:

@@ -17,7 +17,8 @@ from pipelines import build_pipelines
 from server.core.liveness import Liveness, run_liveness
 from server.core.outbox import CallbackOutbox
 from server.core.persistence import TaskPersistence
-from server.core.processing import TIMED_OUT, TaskProcessor, end_task
+from server.core.processing import TaskProcessor
+from server.core.status import TIMED_OUT
 from server.core.storage import LocalStorage, discard_image
 from server.settings import get_settings
 from server.worker import ANALYZE_TASK_NAME, celery_app, enqueue_analysis
@@ -74,7 +75,7 @@ def _end_after_hard_time_limit(task_id: str) -> None:
     settings = get_settings()
     with TaskPersistence(settings) as persistence:
         record = persistence.get_task(task_id)
-        if record is None or not end_task(CallbackOutbox(persistence), task_id, TIMED_OUT):
+        if record is None or not CallbackOutbox(persistence).end_task(task_id, TIMED_OUT):
             return
     logger.error("task %s hit the hard time limit; ended with 12004", task_id)
     if not settings.storage.keep_images:

@@ -6,7 +6,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from server.core.persistence import UPDATE_MISSING, UPDATE_REFUSED_TERMINAL, TaskPersistence
+from server.core.outbox import CallbackOutbox
+from server.core.persistence import TaskPersistence
+from server.core.status import CANCELED, Outcome, TaskStatus
 from server.settings import Settings
 
 
@@ -49,24 +51,25 @@ def test_claim_is_atomic_across_threads(settings: Settings, request: pytest.Fixt
     assert persistence.get_task(task_id) == {"status": "queued", "n": winner}
 
 
-def test_updates_never_touch_an_ended_task(settings: Settings, request: pytest.FixtureRequest) -> None:
+def test_a_task_ends_once_and_owes_its_callback(settings: Settings, request: pytest.FixtureRequest) -> None:
     persistence = TaskPersistence(settings)
     request.addfinalizer(persistence.close)
+    outbox = CallbackOutbox(persistence)
     task_id = str(uuid.uuid4())
-    assert persistence.update_task(task_id, {"status": "processing"}) == UPDATE_MISSING
-    persistence.claim_task(task_id, {"status": "queued", "attempts": 0})
-    assert persistence.update_task(task_id, {"status": "processing"}, count="attempts") == 1
-    assert persistence.update_task(task_id, {"status": "processing"}, count="attempts") == 2
-    assert persistence.update_task(task_id, {"status": "succeeded", "data": {"teeth": []}}) == 0
-    assert persistence.update_task(task_id, {"status": "failed"}) == UPDATE_REFUSED_TERMINAL
-    assert persistence.update_task(task_id, {"callback": {"status": "delivered"}}, unless_ended=False) == 0
+    assert not outbox.end_task(task_id, Outcome(TaskStatus.SUCCEEDED))  # no such task
+    persistence.claim_task(task_id, {"status": "queued", "attempts": 0, "taskType": "pano"})
+    persistence.start_attempt(task_id, {"status": "processing"}, count="attempts")
+    assert persistence.redis_client.sismember(persistence.running_key, persistence._build_key(task_id))
+    assert outbox.end_task(task_id, Outcome(TaskStatus.SUCCEEDED, data={"teeth": []}))
+    assert not outbox.end_task(task_id, CANCELED)  # a second end, a cancel included, is refused
     record = persistence.get_task(task_id)
-    assert record == {
-        "status": "succeeded",
-        "attempts": 2,
-        "data": {"teeth": []},
-        "callback": {"status": "delivered"},
-    }
+    assert record is not None
+    assert (record["status"], record["data"], record["error"]) == ("succeeded", {"teeth": []}, None)
+    assert record["callback"]["status"] == "pending"
+    assert persistence.redis_client.zscore(outbox.due_key, task_id) is not None
+    assert not persistence.redis_client.sismember(persistence.running_key, persistence._build_key(task_id))
+    ttl = persistence.redis_client.ttl(persistence._build_key(task_id))
+    assert 0 < ttl <= settings.task.result_ttl
 
 
 def test_keys_carry_the_configured_prefix(settings: Settings, request: pytest.FixtureRequest) -> None:
@@ -89,6 +92,7 @@ def test_start_attempt_counts_and_returns_the_record_but_never_restarts_an_ended
     assert first == {"status": "processing", "attempts": 1, "taskType": "pano", "startedAt": "t1"}
     second = persistence.start_attempt(task_id, {"status": "processing", "startedAt": "t2"}, count="attempts")
     assert second is not None and second["attempts"] == 2
-    persistence.update_task(task_id, {"status": "failed"})
+    CallbackOutbox(persistence).end_task(task_id, Outcome(TaskStatus.FAILED))
     ended = persistence.start_attempt(task_id, {"status": "processing", "startedAt": "t3"}, count="attempts")
-    assert ended == {"status": "failed", "attempts": 2, "taskType": "pano", "startedAt": "t2"}
+    assert ended is not None
+    assert (ended["status"], ended["attempts"], ended["startedAt"]) == ("failed", 2, "t2")

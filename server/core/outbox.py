@@ -10,10 +10,13 @@ wake-ups, so a fresh callback goes out at once instead of at the next poll.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from typing import Any, cast
 
+from server.core.clock import utc_now
 from server.core.persistence import TERMINAL_LUA_TABLE, TaskPersistence, flatten_fields
+from server.core.status import CallbackStatus, Outcome
 
 # KEYS: task hash, due set, wake list, running set. ARGV: ttl, task id, due score, pairs.
 # Ends the task (unless it already ended) and queues its callback, in one step.
@@ -81,10 +84,17 @@ class CallbackOutbox:
         self._settle = self.client.register_script(_SETTLE)
         self._replay = self.client.register_script(_REPLAY)
 
-    def end_task(self, task_id: str, fields: Mapping[str, Any], due_at: float) -> bool:
-        """Set the final fields and owe the callback from `due_at`; False if the task had ended."""
+    def end_task(self, task_id: str, outcome: Outcome) -> bool:
+        """Record how the task ended and owe its callback from now; False if it had already ended."""
+        fields = {
+            "status": outcome.status,
+            "completedAt": utc_now(),
+            "data": outcome.data,
+            "error": outcome.error,
+            "callback": {"status": CallbackStatus.PENDING, "attempts": 0, "failures": 0},
+        }
         keys = [self.persistence._build_key(task_id), self.due_key, self.wake_key, self.persistence.running_key]
-        ended = self._end(keys=keys, args=[self.persistence.ttl, task_id, due_at, *flatten_fields(fields)])
+        ended = self._end(keys=keys, args=[self.persistence.ttl, task_id, time.time(), *flatten_fields(fields)])
         return int(ended) == 1
 
     def claim_due(self, now: float, lease_s: float, limit: int) -> tuple[float, list[tuple[str, list[str]]]]:
@@ -114,10 +124,6 @@ class CallbackOutbox:
 
     def done(self, task_id: str) -> None:
         self.client.zrem(self.due_key, task_id)
-
-    def owed(self, task_id: str) -> float | None:
-        score = self.client.zscore(self.due_key, task_id)
-        return None if score is None else float(score)
 
     def wait_for_work(self, timeout_s: float) -> None:
         """Block until something is queued for delivery, or `timeout_s` passed."""

@@ -1,8 +1,8 @@
 """Task records in Redis: one hash per task, every field a JSON value, kept `task.result_ttl` seconds.
 
-Creation is an atomic claim (a task id is taken once, however many API processes race for it),
-and updates run as one Lua script that refuses to touch a task that has already ended, so a
-duplicate run of a redelivered message can never overwrite a final result.
+Creation is an atomic claim (a task id is taken once, however many API processes race for it).
+Starting (here) and ending (`server.core.outbox`) are Lua scripts that refuse a task that has
+already ended, so a duplicate run of a redelivered message can never overwrite a final result.
 """
 
 from __future__ import annotations
@@ -32,21 +32,6 @@ redis.call('EXPIRE', KEYS[1], ARGV[1])
 return 1
 """
 
-# KEYS[1] task hash; ARGV[1] ttl; ARGV[2] '1' to refuse a task that ended; ARGV[3] field to
-# increment or ''; ARGV[4..] field, value pairs.
-# Returns the incremented value (0 when none), UPDATE_MISSING or UPDATE_REFUSED_TERMINAL.
-_UPDATE = f"""
-local terminal = {TERMINAL_LUA_TABLE}
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-local status = redis.call('HGET', KEYS[1], 'status')
-if ARGV[2] == '1' and status and terminal[status] then return -2 end
-local counted = 0
-if ARGV[3] ~= '' then counted = redis.call('HINCRBY', KEYS[1], ARGV[3], 1) end
-if #ARGV > 3 then redis.call('HSET', KEYS[1], unpack(ARGV, 4)) end
-redis.call('EXPIRE', KEYS[1], ARGV[1])
-return counted
-"""
-
 # KEYS[1] task hash, KEYS[2] running set; ARGV[1] ttl; ARGV[2] attempts field; ARGV[3..] pairs.
 # Unless the task ended, counts an attempt, sets the fields and lists the task as running;
 # returns the record either way (empty when there is none), so a worker starts a task in one
@@ -63,9 +48,6 @@ if not (status and terminal[status]) then
 end
 return redis.call('HGETALL', KEYS[1])
 """
-
-UPDATE_MISSING = -1
-UPDATE_REFUSED_TERMINAL = -2
 
 
 def redis_client(settings: RedisSettings, *, db: int | None = None) -> redis.Redis:
@@ -110,7 +92,6 @@ class TaskPersistence:
         self.running_key = f"{settings.redis.key_prefix}running"
         self.ttl = settings.task.result_ttl
         self._claim = self.redis_client.register_script(_CLAIM)
-        self._update = self.redis_client.register_script(_UPDATE)
         self._start = self.redis_client.register_script(_START)
 
     def _build_key(self, task_id: str) -> str:
@@ -144,17 +125,6 @@ class TaskPersistence:
         """Create the record unless the id is taken; exactly one of racing callers gets True."""
         return bool(self._claim(keys=[self._build_key(task_id)], args=[self.ttl, *flatten_fields(metadata)]))
 
-    def update_task(
-        self, task_id: str, fields: Mapping[str, Any], *, count: str = "", unless_ended: bool = True
-    ) -> int:
-        """Set fields and increment `count` in one step, refusing a task that ended unless told.
-
-        Returns the incremented count (0 without one), or UPDATE_MISSING / UPDATE_REFUSED_TERMINAL.
-        """
-        guard = "1" if unless_ended else "0"
-        result = self._update(keys=[self._build_key(task_id)], args=[self.ttl, guard, count, *flatten_fields(fields)])
-        return int(result)
-
     def start_attempt(self, task_id: str, fields: Mapping[str, Any], *, count: str) -> dict[str, Any] | None:
         """Count an attempt and set `fields` unless the task ended; the record afterwards, or None.
 
@@ -167,9 +137,6 @@ class TaskPersistence:
             ),
         )
         return decode_fields(flat) if flat else None
-
-    def ping(self) -> bool:
-        return bool(self.redis_client.ping())
 
     def close(self) -> None:
         self.redis_client.close()

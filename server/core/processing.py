@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,37 +20,11 @@ from pipelines.base import Pipeline, SourceImage
 from server.core.clock import utc_now
 from server.core.outbox import CallbackOutbox
 from server.core.persistence import TaskPersistence
-from server.core.status import CallbackStatus, TaskStatus
+from server.core.status import TIMED_OUT, Outcome, TaskStatus
 from server.core.storage import ImageMissing, LocalStorage, discard_image
 from server.errors import ErrorCode
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    status: TaskStatus
-    data: dict[str, Any] | None = None
-    error: dict[str, Any] | None = None
-
-    @classmethod
-    def failure(cls, code: ErrorCode, message: str) -> Outcome:
-        return cls(TaskStatus.FAILED, error={"code": int(code), "message": message})
-
-
-TIMED_OUT = Outcome.failure(ErrorCode.TASK_TIMED_OUT, "Task timed out")
-
-
-def end_task(outbox: CallbackOutbox, task_id: str, outcome: Outcome) -> bool:
-    """Record the final state and owe its callback, unless another run got there first."""
-    fields = {
-        "status": outcome.status,
-        "completedAt": utc_now(),
-        "data": outcome.data,
-        "error": outcome.error,
-        "callback": {"status": CallbackStatus.PENDING, "attempts": 0, "failures": 0},
-    }
-    return outbox.end_task(task_id, fields, due_at=time.time())
 
 
 def load_image(storage: LocalStorage, record: Mapping[str, Any]) -> SourceImage:
@@ -110,7 +83,7 @@ class TaskProcessor:
             )
         else:
             outcome = self._infer(task_id, record)
-        ended = end_task(self.outbox, task_id, outcome)
+        ended = self.outbox.end_task(task_id, outcome)
         if not self.keep_images:
             discard_image(self.storage, record)
         took_ms = (time.perf_counter() - started) * 1000
