@@ -34,6 +34,11 @@ def new_stack(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFact
     return Stack(redis_server, db, tmp_path_factory.mktemp(f"stack{db}"), **settings)
 
 
+def started_stack(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory, **settings: str) -> Stack:
+    """A new stack with API, worker and callback delivery running."""
+    return new_stack(redis_server, tmp_path_factory, **settings).start_all()
+
+
 @pytest.fixture(scope="session")
 def stack(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """API, one worker (2 pool processes) and callback delivery; mock delay 0, retries 0.2 s apart.
@@ -44,9 +49,7 @@ def stack(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory)
     saved = dict(os.environ)
     os.environ.update(service.settings)
     get_settings.cache_clear()
-    service.start_api()
-    service.start_worker()
-    service.start_delivery()
+    service.start_all()
     yield service
     service.stop()
     os.environ.clear()

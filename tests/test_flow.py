@@ -18,29 +18,13 @@ from server.core.storage import LocalStorage
 from server.settings import get_settings
 from tests.support.images import image_bytes, jpeg_bytes, sample_dicom_bytes
 from tests.support.receiver import CallbackReceiver, Reply
-from tests.support.stack import Stack
+from tests.support.stack import Stack, wait_until
 
 
 @pytest.fixture
 def persistence(stack: Stack) -> Iterator[TaskPersistence]:
     with TaskPersistence(get_settings()) as store:
         yield store
-
-
-def submit(stack: Stack, receiver: CallbackReceiver, task_type: str = "pano", path: str = "/callback") -> str:
-    task_id = str(uuid.uuid4())
-    response = stack.post_analyze(
-        {"taskId": task_id, "taskType": task_type, "callbackUrl": receiver.url(path)}, ("x.jpg", jpeg_bytes())
-    )
-    assert response.status_code == 202, response.text
-    return task_id
-
-
-def wait_until(condition: Any, timeout_s: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
 
 
 def test_seed_step_7_worker_runs_a_task_enqueued_by_hand(
@@ -96,7 +80,7 @@ def test_seed_step_7_exactly_as_written_in_the_design_document(
 def test_seed_step_8_full_flow_records_the_outcome_and_deletes_the_image(
     stack: Stack, receiver: CallbackReceiver, persistence: TaskPersistence
 ) -> None:
-    task_id = submit(stack, receiver)
+    task_id = stack.submit(receiver.url())
     (callback,) = receiver.wait_for(task_id)
     payload = callback.json
     assert payload["taskId"] == task_id
@@ -155,7 +139,7 @@ def test_callback_failure_is_logged_and_recorded(
     stack: Stack, receiver: CallbackReceiver, persistence: TaskPersistence
 ) -> None:
     receiver.replies["/broken"] = Reply(500)
-    task_id = submit(stack, receiver, path="/broken")
+    task_id = stack.submit(receiver.url("/broken"))
     receiver.wait_for(task_id)
 
     def callback_state() -> dict[str, Any]:
@@ -176,7 +160,7 @@ def test_unknown_task_id_is_dropped_and_the_worker_keeps_going(stack: Stack, rec
 
     ghost = str(uuid.uuid4())
     analyze_task.apply_async(args=(ghost,), queue="pano")
-    task_id = submit(stack, receiver)
+    task_id = stack.submit(receiver.url())
     receiver.wait_for(task_id)
     wait_until(lambda: f"task {ghost} has no record" in stack.log("worker"))
     assert receiver.for_task(ghost) == []

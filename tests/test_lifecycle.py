@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
@@ -14,8 +13,7 @@ from server.embedded_redis import EmbeddedRedis
 from tests.conftest import new_stack
 from tests.support.images import jpeg_bytes
 from tests.support.receiver import CallbackReceiver, Reply
-from tests.support.stack import Stack
-from tests.test_flow import wait_until
+from tests.support.stack import Stack, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -29,25 +27,9 @@ def one_slot(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFacto
         XRAY__CALLBACK__RETRY_SCHEDULE="[0.2, 0.2]",
         XRAY__CALLBACK__TIMEOUT="1",
     )
-    stack.start_api()
-    stack.start_worker()
-    stack.start_delivery()
+    stack.start_all()
     yield stack
     stack.stop()
-
-
-def submit(stack: Stack, receiver: CallbackReceiver, path: str = "/callback") -> str:
-    task_id = str(uuid.uuid4())
-    response = stack.post_analyze(
-        {"taskId": task_id, "taskType": "pano", "callbackUrl": receiver.url(path)}, ("x.jpg", jpeg_bytes())
-    )
-    assert response.status_code == 202, response.text
-    return task_id
-
-
-def view(stack: Stack, task_id: str) -> dict[str, Any]:
-    body: dict[str, Any] = httpx.get(f"{stack.base_url}/api/v1/task/{task_id}", timeout=10).json()
-    return body
 
 
 def post(stack: Stack, path: str) -> httpx.Response:
@@ -55,9 +37,9 @@ def post(stack: Stack, path: str) -> httpx.Response:
 
 
 def test_a_queued_task_canceled_never_runs(one_slot: Stack, receiver: CallbackReceiver) -> None:
-    running = submit(one_slot, receiver)
-    queued = submit(one_slot, receiver)
-    wait_until(lambda: view(one_slot, running)["status"] == "processing")
+    running = one_slot.submit(receiver.url())
+    queued = one_slot.submit(receiver.url())
+    wait_until(lambda: one_slot.view(running)["status"] == "processing")
     with one_slot.redis() as client:
         image = one_slot.upload_dir / client.hget(f"xray-test:task:{queued}", "imageKey").strip('"')
     assert image.exists()
@@ -68,23 +50,23 @@ def test_a_queued_task_canceled_never_runs(one_slot: Stack, receiver: CallbackRe
     assert receiver.wait_for(queued)[0].json["error"]["code"] == 12005
     receiver.wait_for(running)  # the slot frees up; the canceled task must still not start
     wait_until(lambda: f"task {queued} already canceled" in one_slot.log("worker"))
-    assert view(one_slot, queued)["startedAt"] is None
+    assert one_slot.view(queued)["startedAt"] is None
     assert not image.exists()
 
 
 def test_a_running_task_canceled_has_its_result_discarded(one_slot: Stack, receiver: CallbackReceiver) -> None:
-    task_id = submit(one_slot, receiver)
-    wait_until(lambda: view(one_slot, task_id)["status"] == "processing")
+    task_id = one_slot.submit(receiver.url())
+    wait_until(lambda: one_slot.view(task_id)["status"] == "processing")
     assert post(one_slot, f"/api/v1/task/{task_id}/cancel").status_code == 200
     wait_until(lambda: f"task {task_id} was ended elsewhere; discarding" in one_slot.log("worker"))
     (callback,) = receiver.wait_for(task_id)
     assert callback.json["status"] == "canceled"
-    final = view(one_slot, task_id)
+    final = one_slot.view(task_id)
     assert final["status"] == "canceled" and final["data"] is None
 
 
 def test_cancel_of_an_ended_or_unknown_task(one_slot: Stack, receiver: CallbackReceiver) -> None:
-    task_id = submit(one_slot, receiver)
+    task_id = one_slot.submit(receiver.url())
     receiver.wait_for(task_id)
     response = post(one_slot, f"/api/v1/task/{task_id}/cancel")
     assert (response.status_code, response.json()["code"]) == (409, 10009)
@@ -101,8 +83,8 @@ def test_failed_attempts_are_retried_with_the_same_body(stack: Stack, receiver: 
     assert response.status_code == 202
     attempts = receiver.wait_for(task_id, count=3)
     assert len({a.body for a in attempts}) == 1
-    wait_until(lambda: view(stack, task_id)["callback"]["status"] == "delivered")
-    assert view(stack, task_id)["callback"]["attempts"] == 3
+    wait_until(lambda: stack.view(task_id)["callback"]["status"] == "delivered")
+    assert stack.view(task_id)["callback"]["attempts"] == 3
 
 
 def test_410_gone_stops_retrying(stack: Stack, receiver: CallbackReceiver) -> None:
@@ -111,8 +93,8 @@ def test_410_gone_stops_retrying(stack: Stack, receiver: CallbackReceiver) -> No
     stack.post_analyze(
         {"taskId": task_id, "taskType": "pano", "callbackUrl": receiver.url("/gone")}, ("x.jpg", jpeg_bytes())
     )
-    wait_until(lambda: view(stack, task_id)["callback"]["status"] == "failed")
-    assert view(stack, task_id)["callback"]["attempts"] == 1
+    wait_until(lambda: stack.view(task_id)["callback"]["status"] == "failed")
+    assert stack.view(task_id)["callback"]["attempts"] == 1
     assert len(receiver.for_task(task_id)) == 1
 
 
@@ -120,34 +102,32 @@ def test_retry_after_is_honoured(
     redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory, receiver: CallbackReceiver
 ) -> None:
     stack = new_stack(redis_server, tmp_path_factory, XRAY__CALLBACK__RETRY_SCHEDULE="[600]")
-    stack.start_api()
-    stack.start_worker()
-    stack.start_delivery()
+    stack.start_all()
     try:
         receiver.replies["/busy"] = [Reply(503, headers={"Retry-After": "1"}), Reply(200)]
-        task_id = submit(stack, receiver, "/busy")
-        wait_until(lambda: view(stack, task_id)["callback"]["nextAttemptAt"] is not None)
+        task_id = stack.submit(receiver.url("/busy"))
+        wait_until(lambda: stack.view(task_id)["callback"]["nextAttemptAt"] is not None)
         # The schedule alone would wait ten minutes; the receiver asked for one second.
         receiver.wait_for(task_id, count=2, timeout_s=20)
-        wait_until(lambda: view(stack, task_id)["callback"]["status"] == "delivered")
+        wait_until(lambda: stack.view(task_id)["callback"]["status"] == "delivered")
     finally:
         stack.stop()
 
 
 def test_replay_after_the_schedule_is_exhausted(stack: Stack, receiver: CallbackReceiver) -> None:
     receiver.replies["/broken"] = Reply(500)
-    task_id = submit(stack, receiver, "/broken")
-    wait_until(lambda: view(stack, task_id)["callback"]["status"] == "failed")
+    task_id = stack.submit(receiver.url("/broken"))
+    wait_until(lambda: stack.view(task_id)["callback"]["status"] == "failed")
     receiver.replies["/broken"] = Reply(200)
     response = post(stack, f"/api/v1/task/{task_id}/callback/retry")
     assert response.status_code == 202, response.text
-    wait_until(lambda: view(stack, task_id)["callback"]["status"] == "delivered")
-    assert view(stack, task_id)["callback"]["attempts"] == 4
+    wait_until(lambda: stack.view(task_id)["callback"]["status"] == "delivered")
+    assert stack.view(task_id)["callback"]["attempts"] == 4
     assert post(stack, f"/api/v1/task/{uuid.uuid4()}/callback/retry").status_code == 404
 
 
 def test_replay_of_an_unfinished_task_is_refused(one_slot: Stack, receiver: CallbackReceiver) -> None:
-    task_id = submit(one_slot, receiver)
+    task_id = one_slot.submit(receiver.url())
     response = post(one_slot, f"/api/v1/task/{task_id}/callback/retry")
     assert (response.status_code, response.json()["code"]) == (400, 10001)
     receiver.wait_for(task_id)
@@ -155,10 +135,10 @@ def test_replay_of_an_unfinished_task_is_refused(one_slot: Stack, receiver: Call
 
 def test_a_slow_receiver_does_not_hold_inference_slots(stack: Stack, receiver: CallbackReceiver) -> None:
     receiver.replies["/slow"] = Reply(200, delay_s=4)
-    task_ids = [submit(stack, receiver, "/slow") for _ in range(6)]
+    task_ids = [stack.submit(receiver.url("/slow")) for _ in range(6)]
     # Two pool processes finish all six before the receiver has answered a single callback
     # (had they sent the callbacks themselves, each slot would be held 4 s per task).
-    wait_until(lambda: all(view(stack, t)["status"] == "succeeded" for t in task_ids), timeout_s=10)
+    wait_until(lambda: all(stack.view(t)["status"] == "succeeded" for t in task_ids), timeout_s=10)
     assert receiver.received_on("/slow") == []
     for task_id in task_ids:
         receiver.wait_for(task_id)
@@ -172,17 +152,17 @@ def test_owed_callbacks_survive_the_delivery_service(
     stack.start_worker()
     try:
         # No delivery process yet: the callbacks wait in the outbox.
-        first = submit(stack, receiver)
-        wait_until(lambda: view(stack, first)["status"] == "succeeded")
+        first = stack.submit(receiver.url())
+        wait_until(lambda: stack.view(first)["status"] == "succeeded")
         stack.start_delivery()
         receiver.wait_for(first)
         # A delivery process killed in the middle of an attempt: its claim falls due again.
         receiver.replies["/hang"] = [Reply(200, delay_s=30), Reply(200)]
-        second = submit(stack, receiver, "/hang")
+        second = stack.submit(receiver.url("/hang"))
         wait_until(lambda: any(second.encode() in body for body in receiver.arrived))
         stack.stop("delivery", sig=signal.SIGKILL)
         stack.start_delivery("delivery-2")
         receiver.wait_for(second, timeout_s=30)
-        wait_until(lambda: view(stack, second)["callback"]["status"] == "delivered")
+        wait_until(lambda: stack.view(second)["callback"]["status"] == "delivered")
     finally:
         stack.stop()

@@ -6,7 +6,6 @@ import ipaddress
 import uuid
 from collections.abc import Iterator
 
-import httpx
 import pytest
 
 from server.core.callback import CallbackManager
@@ -16,8 +15,7 @@ from server.settings import Settings, settings_from_mapping
 from tests.conftest import new_stack
 from tests.support.images import jpeg_bytes
 from tests.support.receiver import CallbackReceiver
-from tests.support.stack import Stack
-from tests.test_flow import wait_until
+from tests.support.stack import Stack, wait_until
 
 ALWAYS_REFUSED = [
     "169.254.169.254",  # cloud metadata
@@ -163,12 +161,7 @@ def test_a_delivery_service_with_a_stricter_policy_refuses_at_send_time(
         )
         assert response.status_code == 202
 
-        def callback_state() -> dict[str, object]:
-            view = httpx.get(f"{stack.base_url}/api/v1/task/{task_id}").json()
-            state: dict[str, object] = view["callback"]
-            return state
-
-        wait_until(lambda: callback_state()["status"] == "failed")
+        wait_until(lambda: stack.view(task_id)["callback"]["status"] == "failed")
         assert receiver.received == []
         assert "network policy" in stack.log("delivery")
     finally:

@@ -9,9 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from server.core.persistence import TaskPersistence
 from server.embedded_redis import EmbeddedRedis
-from server.settings import settings_from_mapping
 from tests.conftest import new_stack
 from tests.support.images import jpeg_bytes
 from tests.support.receiver import CallbackReceiver
@@ -23,20 +21,9 @@ from tests.test_flow import _race
 def slow_stack(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """Two API processes, one worker with two pool processes, one second of mock inference."""
     stack = new_stack(redis_server, tmp_path_factory, XRAY__PIPELINES__MOCK_DELAY_S="1")
-    stack.start_api(workers=2)
-    stack.start_worker()
-    stack.start_delivery()
+    stack.start_all(api_workers=2)
     yield stack
     stack.stop()
-
-
-def _record(stack: Stack, task_id: str) -> dict[str, object]:
-    settings = settings_from_mapping(
-        {"redis": {"host": stack.redis_server.host, "port": stack.redis_server.port, "db": stack.db,
-                   "key_prefix": "xray-test:"}}
-    )  # fmt: skip
-    with TaskPersistence(settings) as persistence:
-        return persistence.get_task(task_id) or {}
 
 
 def test_two_api_processes_still_accept_a_task_id_once(slow_stack: Stack, receiver: CallbackReceiver) -> None:
@@ -71,7 +58,7 @@ def test_two_concurrent_tasks_both_complete_and_overlap(slow_stack: Stack, recei
         assert response.status_code == 202
     for task_id in task_ids:
         assert receiver.wait_for(task_id)[0].json["status"] == "succeeded"
-    first, second = (_record(slow_stack, task_id) for task_id in task_ids)
+    first, second = (slow_stack.record(task_id) for task_id in task_ids)
     # Each started before the other completed: the two pool processes ran them side by side.
     assert str(first["startedAt"]) < str(second["completedAt"])
     assert str(second["startedAt"]) < str(first["completedAt"])

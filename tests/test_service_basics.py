@@ -41,12 +41,11 @@ def test_seed_step_6_celery_is_configured_for_at_least_once_delivery(stack: Stac
 
 def test_pipelines_load_once_in_each_pool_process_and_never_in_the_parent(stack: Stack) -> None:
     from tests.support.receiver import CallbackReceiver
-    from tests.test_flow import submit
 
     receiver = CallbackReceiver()
     try:
         for _ in range(6):
-            receiver.wait_for(submit(stack, receiver))
+            receiver.wait_for(stack.submit(receiver.url()))
     finally:
         receiver.close()
     log = stack.log("worker")

@@ -76,9 +76,7 @@ def signed_stack(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathF
     stack = new_stack(
         redis_server, tmp_path_factory, XRAY__CALLBACK__SIGNING_SECRET=SECRET, XRAY__CALLBACK__RETRY_SCHEDULE="[0.5]"
     )
-    stack.start_api()
-    stack.start_worker()
-    stack.start_delivery()
+    stack.start_all()
     yield stack
     stack.stop()
 

@@ -8,8 +8,7 @@ import httpx
 
 from tests.support.images import jpeg_bytes
 from tests.support.receiver import CallbackReceiver, Reply
-from tests.support.stack import Stack
-from tests.test_flow import submit, wait_until
+from tests.support.stack import Stack, wait_until
 
 
 def _get(stack: Stack, task_id: str) -> httpx.Response:
@@ -17,7 +16,7 @@ def _get(stack: Stack, task_id: str) -> httpx.Response:
 
 
 def test_a_finished_task_shows_its_result_and_delivered_callback(stack: Stack, receiver: CallbackReceiver) -> None:
-    task_id = submit(stack, receiver)
+    task_id = stack.submit(receiver.url())
     callback = receiver.wait_for(task_id)[0].json
     wait_until(lambda: _get(stack, task_id).json()["callback"]["status"] == "delivered")
     view = _get(stack, task_id.upper()).json()
@@ -35,7 +34,7 @@ def test_a_finished_task_shows_its_result_and_delivered_callback(stack: Stack, r
 
 def test_the_result_stays_readable_when_the_callback_failed(stack: Stack, receiver: CallbackReceiver) -> None:
     receiver.replies["/down"] = Reply(503)
-    task_id = submit(stack, receiver, path="/down")
+    task_id = stack.submit(receiver.url("/down"))
     receiver.wait_for(task_id)
     wait_until(lambda: _get(stack, task_id).json()["callback"]["status"] == "failed")
     view = _get(stack, task_id).json()

@@ -4,34 +4,20 @@ from __future__ import annotations
 
 import os
 import signal
-import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import psutil
 import pytest
 
-from server.core.persistence import TaskPersistence
 from server.embedded_redis import EmbeddedRedis
-from server.settings import settings_from_mapping
-from tests.conftest import new_stack
-from tests.support.images import jpeg_bytes
+from tests.conftest import started_stack
 from tests.support.receiver import CallbackReceiver
-from tests.support.stack import KEY_PREFIX, Stack
-from tests.test_flow import wait_until
-
-
-def _start(redis_server: EmbeddedRedis, tmp: pytest.TempPathFactory, **settings: str) -> Stack:
-    stack = new_stack(redis_server, tmp, **settings)
-    stack.start_api()
-    stack.start_worker()
-    stack.start_delivery()
-    return stack
+from tests.support.stack import Stack, wait_until
 
 
 @pytest.fixture(scope="module")
 def slow_limit(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    stack = _start(
+    stack = started_stack(
         redis_server,
         tmp_path_factory,
         XRAY__PIPELINES__MOCK_DELAY_S="3",
@@ -44,69 +30,53 @@ def slow_limit(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFac
 
 @pytest.fixture(scope="module")
 def fragile(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    stack = _start(redis_server, tmp_path_factory, XRAY__PIPELINES__MOCK_DELAY_S="1.5", XRAY__WORKER__MAX_ATTEMPTS="2")
+    stack = started_stack(
+        redis_server, tmp_path_factory, XRAY__PIPELINES__MOCK_DELAY_S="1.5", XRAY__WORKER__MAX_ATTEMPTS="2"
+    )
     yield stack
     stack.stop()
 
 
-def _record(stack: Stack, task_id: str) -> dict[str, Any]:
-    settings = settings_from_mapping(
-        {"redis": {"host": stack.redis_server.host, "port": stack.redis_server.port, "db": stack.db,
-                   "key_prefix": KEY_PREFIX}}
-    )  # fmt: skip
-    with TaskPersistence(settings) as persistence:
-        return persistence.get_task(task_id) or {}
-
-
-def _submit(stack: Stack, receiver: CallbackReceiver) -> str:
-    task_id = str(uuid.uuid4())
-    response = stack.post_analyze(
-        {"taskId": task_id, "taskType": "pano", "callbackUrl": receiver.url()}, ("x.jpg", jpeg_bytes())
-    )
-    assert response.status_code == 202, response.text
-    return task_id
-
-
 def _kill_pool_processes_once_running(stack: Stack, task_id: str, attempt: int) -> None:
-    wait_until(lambda: _record(stack, task_id).get("attempts") == attempt)
+    wait_until(lambda: stack.record(task_id).get("attempts") == attempt)
     worker = psutil.Process(stack.processes["worker"].pid)
     for child in worker.children():
         os.kill(child.pid, signal.SIGKILL)
 
 
 def test_soft_time_limit_ends_the_task_with_12004(slow_limit: Stack, receiver: CallbackReceiver) -> None:
-    task_id = _submit(slow_limit, receiver)
+    task_id = slow_limit.submit(receiver.url())
     payload = receiver.wait_for(task_id)[0].json
     assert payload["status"] == "failed"
     assert payload["error"] == {"code": 12004, "message": "Task timed out"}
-    record = _record(slow_limit, task_id)
+    record = slow_limit.record(task_id)
     assert record["status"] == "failed"
     assert not (slow_limit.upload_dir / record["imageKey"]).exists()
 
 
 def test_a_killed_pool_process_gives_its_task_to_another_run(fragile: Stack, receiver: CallbackReceiver) -> None:
-    task_id = _submit(fragile, receiver)
+    task_id = fragile.submit(receiver.url())
     _kill_pool_processes_once_running(fragile, task_id, attempt=1)
     (callback,) = receiver.wait_for(task_id, timeout_s=60)
     assert callback.json["status"] == "succeeded"
-    assert _record(fragile, task_id)["attempts"] == 2
+    assert fragile.record(task_id)["attempts"] == 2
 
 
 def test_a_task_that_keeps_killing_its_worker_fails_with_12001(fragile: Stack, receiver: CallbackReceiver) -> None:
-    task_id = _submit(fragile, receiver)
+    task_id = fragile.submit(receiver.url())
     _kill_pool_processes_once_running(fragile, task_id, attempt=1)
     _kill_pool_processes_once_running(fragile, task_id, attempt=2)
     (callback,) = receiver.wait_for(task_id, timeout_s=60)
     assert callback.json["error"]["code"] == 12001
     assert "gave up after 2 attempts" in callback.json["error"]["message"]
     # Other tasks keep flowing.
-    other = _submit(fragile, receiver)
+    other = fragile.submit(receiver.url())
     assert receiver.wait_for(other, timeout_s=60)[0].json["status"] == "succeeded"
 
 
 @pytest.fixture
 def slow_task_stack(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    stack = _start(redis_server, tmp_path_factory, XRAY__PIPELINES__MOCK_DELAY_S="3")
+    stack = started_stack(redis_server, tmp_path_factory, XRAY__PIPELINES__MOCK_DELAY_S="3")
     yield stack
     stack.stop()
 
@@ -114,8 +84,8 @@ def slow_task_stack(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPa
 def test_a_task_whose_whole_worker_died_completes_once_a_worker_runs(
     slow_task_stack: Stack, receiver: CallbackReceiver
 ) -> None:
-    task_id = _submit(slow_task_stack, receiver)
-    wait_until(lambda: _record(slow_task_stack, task_id).get("status") == "processing")
+    task_id = slow_task_stack.submit(receiver.url())
+    wait_until(lambda: slow_task_stack.record(task_id).get("status") == "processing")
     worker = psutil.Process(slow_task_stack.processes["worker"].pid)
     for process in [*worker.children(recursive=True), worker]:
         os.kill(process.pid, signal.SIGKILL)
@@ -124,37 +94,37 @@ def test_a_task_whose_whole_worker_died_completes_once_a_worker_runs(
     slow_task_stack.start_worker("worker-2")
     (callback,) = receiver.wait_for(task_id, timeout_s=60)
     assert callback.json["status"] == "succeeded"
-    assert _record(slow_task_stack, task_id)["attempts"] == 2
+    assert slow_task_stack.record(task_id)["attempts"] == 2
     assert f"task {task_id}: its worker died while running it" in slow_task_stack.log("worker-2")
 
 
 def test_sigterm_lets_a_short_task_finish_within_the_grace_period(
     slow_task_stack: Stack, receiver: CallbackReceiver
 ) -> None:
-    task_id = _submit(slow_task_stack, receiver)
-    wait_until(lambda: _record(slow_task_stack, task_id).get("status") == "processing")
+    task_id = slow_task_stack.submit(receiver.url())
+    wait_until(lambda: slow_task_stack.record(task_id).get("status") == "processing")
     worker = slow_task_stack.processes["worker"]
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(30) == 0
-    assert _record(slow_task_stack, task_id)["status"] == "succeeded"
+    assert slow_task_stack.record(task_id)["status"] == "succeeded"
     assert receiver.wait_for(task_id)[0].json["status"] == "succeeded"
 
 
 def test_sigterm_gives_a_long_task_back_to_the_queue_promptly(
     redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory, receiver: CallbackReceiver
 ) -> None:
-    stack = _start(
+    stack = started_stack(
         redis_server, tmp_path_factory, XRAY__PIPELINES__MOCK_DELAY_S="4", XRAY__WORKER__SHUTDOWN_GRACE_S="0.5"
     )
     try:
-        task_id = _submit(stack, receiver)
-        wait_until(lambda: _record(stack, task_id).get("status") == "processing")
+        task_id = stack.submit(receiver.url())
+        wait_until(lambda: stack.record(task_id).get("status") == "processing")
         stack.start_worker("worker-2")
         worker = stack.processes["worker"]
         worker.send_signal(signal.SIGTERM)
         worker.wait(30)  # within the grace period and a cold shutdown, not after the task's 4 s
         (callback,) = receiver.wait_for(task_id, timeout_s=60)
         assert callback.json["status"] == "succeeded"
-        assert _record(stack, task_id)["attempts"] == 2
+        assert stack.record(task_id)["attempts"] == 2
     finally:
         stack.stop()

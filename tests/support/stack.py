@@ -7,14 +7,17 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+import uuid
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import httpx
 import redis
 
+from server.core.persistence import decode_fields
 from server.embedded_redis import EmbeddedRedis, free_port
+from tests.support.images import jpeg_bytes
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 KEY_PREFIX = "xray-test:"
@@ -79,23 +82,27 @@ class Stack:
                 raise RuntimeError(f"API did not start:\n{self.log('api')[-3000:]}")
             time.sleep(0.1)
 
-    def start_worker(self, name: str = "worker", *args: str, timeout_s: float = 60.0) -> subprocess.Popen[bytes]:
-        process = self._spawn(name, ["main_worker.py", *args])
+    def _start_until_logged(self, name: str, argv: list[str], ready: str, timeout_s: float) -> subprocess.Popen[bytes]:
+        process = self._spawn(name, argv)
         deadline = time.monotonic() + timeout_s
-        while " ready." not in self.log(name):
+        while ready not in self.log(name):
             if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"worker did not start:\n{self.log(name)[-3000:]}")
-            time.sleep(0.1)
-        return process
-
-    def start_delivery(self, name: str = "delivery", timeout_s: float = 30.0) -> subprocess.Popen[bytes]:
-        process = self._spawn(name, ["main_delivery.py"])
-        deadline = time.monotonic() + timeout_s
-        while "callback delivery running" not in self.log(name):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"delivery did not start:\n{self.log(name)[-3000:]}")
+                raise RuntimeError(f"{name} did not start:\n{self.log(name)[-3000:]}")
             time.sleep(0.05)
         return process
+
+    def start_worker(self, name: str = "worker", *args: str, timeout_s: float = 60.0) -> subprocess.Popen[bytes]:
+        return self._start_until_logged(name, ["main_worker.py", *args], " ready.", timeout_s)
+
+    def start_delivery(self, name: str = "delivery", timeout_s: float = 30.0) -> subprocess.Popen[bytes]:
+        return self._start_until_logged(name, ["main_delivery.py"], "callback delivery running", timeout_s)
+
+    def start_all(self, api_workers: int = 1) -> Stack:
+        """API, one worker and the callback delivery service."""
+        self.start_api(workers=api_workers)
+        self.start_worker()
+        self.start_delivery()
+        return self
 
     def stop(self, name: str | None = None, sig: int = signal.SIGTERM, timeout_s: float = 30.0) -> None:
         for key in [name] if name else list(self.processes):
@@ -123,6 +130,25 @@ class Stack:
     def stored_files(self) -> list[Path]:
         return sorted(p for p in self.upload_dir.rglob("*") if p.is_file()) if self.upload_dir.exists() else []
 
+    def record(self, task_id: str) -> dict[str, Any]:
+        """The task's record as Redis holds it ({} when there is none)."""
+        with self.redis() as client:
+            return decode_fields(client.hgetall(f"{KEY_PREFIX}task:{task_id}"))
+
+    def view(self, task_id: str) -> dict[str, Any]:
+        """The task as `GET /api/v1/task/{taskId}` shows it."""
+        body: dict[str, Any] = httpx.get(f"{self.base_url}/api/v1/task/{task_id}", timeout=10).json()
+        return body
+
+    def submit(self, callback_url: str, task_type: str = "pano", image: tuple[str, bytes] | None = None) -> str:
+        """Accept a new task with a real JPEG (or the image given); returns its id."""
+        task_id = str(uuid.uuid4())
+        response = self.post_analyze(
+            {"taskId": task_id, "taskType": task_type, "callbackUrl": callback_url}, image or ("x.jpg", jpeg_bytes())
+        )
+        assert response.status_code == 202, response.text
+        return task_id
+
     def post_analyze(
         self,
         fields: Mapping[str, str],
@@ -133,3 +159,10 @@ class Stack:
         if client is None:
             return httpx.post(f"{self.base_url}/api/v1/analyze", data=dict(fields), files=files, timeout=30)
         return client.post(f"{self.base_url}/api/v1/analyze", data=dict(fields), files=files)
+
+
+def wait_until(condition: Callable[[], object], timeout_s: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
