@@ -2,27 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import sys
-import threading
-from types import FrameType
 
 from server.delivery import DeliveryService
 from server.logsetup import configure_logging
-from server.settings import startup_settings
+from server.settings import Settings, startup_settings
+
+
+async def serve(settings: Settings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await DeliveryService(settings).run(stop)
 
 
 def main() -> int:
     settings = startup_settings()
     configure_logging(settings.worker.loglevel)
-    stop = threading.Event()
-
-    def request_stop(signum: int, _: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
-    DeliveryService(settings).run(stop)
+    asyncio.run(serve(settings))
     return 0
 
 

@@ -1,24 +1,26 @@
 """The callback delivery service: sends owed callbacks, retries on schedule, never holds a GPU slot.
 
 Runs as its own process (`main_delivery.py`, started by `make run`); several may run at once.
-Each loop claims due callbacks from the outbox (a lease, so a dead process's claims fall due
-again), sends them from a thread pool, and records the outcome: delivered, retry at a time from
-`callback.retry_schedule` (or the receiver's Retry-After), or failed (410 Gone, or the schedule is
-exhausted). Failed callbacks stay replayable through the API until the task expires.
+It claims due callbacks from the outbox (a lease, so a dead process's claims fall due again),
+sends up to `callback.delivery_concurrency` at once on one event loop, and records the outcome:
+delivered, retry at a time from `callback.retry_schedule` (or the receiver's Retry-After), or
+failed (410 Gone, or the schedule is exhausted). Failed callbacks stay replayable through the API
+until the task expires.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from server.core.callback import CallbackManager, DeliveryAttempt
+from server.core.callback import CallbackSender, DeliveryAttempt
 from server.core.clock import iso_utc, utc_now
-from server.core.outbox import CallbackOutbox
-from server.core.persistence import TaskPersistence, decode_fields
+from server.core.netpolicy import Resolver, system_resolver
+from server.core.outbox import DeliveryQueue
+from server.core.persistence import async_redis_client, decode_fields
 from server.core.retry import next_delay
 from server.core.status import TERMINAL_STATUSES, CallbackStatus
 from server.settings import Settings
@@ -42,79 +44,74 @@ def callback_payload(task_id: str, record: dict[str, Any]) -> dict[str, Any]:
 
 
 class DeliveryService:
-    def __init__(self, settings: Settings) -> None:
-        self.persistence = TaskPersistence(settings)
-        self.outbox = CallbackOutbox(self.persistence)
-        self.callbacks = CallbackManager(settings)
+    def __init__(self, settings: Settings, resolve: Resolver = system_resolver) -> None:
+        self.redis = async_redis_client(settings.redis)
+        self.queue = DeliveryQueue(self.redis, settings)
+        self.sender = CallbackSender(settings, resolve)
         self.schedule = list(settings.callback.retry_schedule)
         self.lease_s = LEASE_TIMEOUTS * settings.callback.timeout + LEASE_MARGIN_S
         self.concurrency = settings.callback.delivery_concurrency
-        self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="callback")
-        self._in_flight = 0
-        self._lock = threading.Lock()
+        self._in_flight: set[asyncio.Task[None]] = set()
 
-    def run(self, stop: threading.Event) -> None:
+    async def run(self, stop: asyncio.Event) -> None:
         """Deliver until `stop` is set; then finish the attempts in flight."""
         logger.info("callback delivery running (%d at a time, retry schedule %s s)", self.concurrency, self.schedule)
-        while not stop.is_set():
-            try:
-                free = self._free_slots()
-                lease, claimed = self.outbox.claim_due(time.time(), self.lease_s, free)
-                for task_id, raw_record in claimed:
-                    self._start(task_id, raw_record, lease)
-                if len(claimed) < free:
-                    # Everything due is claimed and the claim emptied the wake-up list, so wait
-                    # for the next wake-up (or retries falling due) instead of asking again.
-                    self.outbox.wait_for_work(POLL_S)
-                elif not claimed:
-                    stop.wait(0.05)  # every slot busy: let attempts finish
-            except Exception as exc:  # Redis down, or anything else: keep the service alive
-                logger.error("callback delivery: %s: %s; retrying", type(exc).__name__, exc)
-                stop.wait(POLL_S)
-        self._pool.shutdown(wait=True)
-        self.callbacks.close()
-        self.persistence.close()
-
-    def _free_slots(self) -> int:
-        with self._lock:
-            return self.concurrency - self._in_flight
-
-    def _start(self, task_id: str, raw_record: list[str], lease: float) -> None:
-        with self._lock:
-            self._in_flight += 1
-        self._pool.submit(self._deliver_then_release, task_id, raw_record, lease)
-
-    def _deliver_then_release(self, task_id: str, raw_record: list[str], lease: float) -> None:
         try:
-            self.deliver(task_id, decode_fields(raw_record) if raw_record else None, lease)
+            while not stop.is_set():
+                try:
+                    await self._claim_and_start()
+                except Exception as exc:  # Redis down, or anything else: keep the service alive
+                    logger.error("callback delivery: %s: %s; retrying", type(exc).__name__, exc)
+                    await _wait(stop, POLL_S)
+            if self._in_flight:
+                await asyncio.wait(self._in_flight)
+        finally:
+            await self.sender.close()
+            await self.redis.aclose()
+
+    async def _claim_and_start(self) -> None:
+        free = self.concurrency - len(self._in_flight)
+        if free <= 0:
+            await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
+            return
+        lease, claimed = await self.queue.claim_due(time.time(), self.lease_s, free)
+        for task_id, raw_record in claimed:
+            attempt = asyncio.create_task(self._deliver_logged(task_id, raw_record, lease))
+            self._in_flight.add(attempt)
+            attempt.add_done_callback(self._in_flight.discard)
+        if len(claimed) < free:
+            # Everything due is claimed and the claim emptied the wake-up list, so wait for the
+            # next wake-up (or retries falling due) instead of asking again.
+            await self.queue.wait_for_work(POLL_S)
+
+    async def _deliver_logged(self, task_id: str, raw_record: list[str], lease: float) -> None:
+        try:
+            await self.deliver(task_id, decode_fields(raw_record) if raw_record else None, lease)
         except Exception:
             # The claim's lease runs out and the callback falls due again.
             logger.exception("task %s: callback delivery crashed; it will be tried again", task_id)
-        finally:
-            with self._lock:
-                self._in_flight -= 1
 
-    def deliver(self, task_id: str, record: dict[str, Any] | None, lease: float) -> None:
+    async def deliver(self, task_id: str, record: dict[str, Any] | None, lease: float) -> None:
         """One attempt at the task's callback (its record as claimed), and what follows from it."""
         if record is None:
             logger.error("task %s: its record expired before its callback was delivered; dropping it", task_id)
-            self.outbox.done(task_id)
+            await self.queue.done(task_id)
             return
         if record.get("status") not in TERMINAL_STATUSES:
-            self.outbox.done(task_id)  # replaced by a new task under the same id
+            await self.queue.done(task_id)  # replaced by a new task under the same id
             return
         state = dict(record.get("callback") or {})
         if state.get("status") in (CallbackStatus.DELIVERED, CallbackStatus.FAILED):
-            self.outbox.done(task_id)
+            await self.queue.done(task_id)
             return
         try:
-            attempt = self.callbacks.deliver(record["callbackUrl"], callback_payload(task_id, record))
+            attempt = await self.sender.deliver(record["callbackUrl"], callback_payload(task_id, record))
         except Exception as exc:  # counted as a failed attempt, so the schedule still ends
             logger.exception("task %s: callback attempt crashed", task_id)
             attempt = DeliveryAttempt(False, error=f"internal error: {type(exc).__name__}")
-        self._record(task_id, state, attempt, lease)
+        await self._record(task_id, state, attempt, lease)
 
-    def _record(self, task_id: str, state: dict[str, Any], attempt: DeliveryAttempt, lease: float) -> None:
+    async def _record(self, task_id: str, state: dict[str, Any], attempt: DeliveryAttempt, lease: float) -> None:
         now = time.time()
         failures = 0 if attempt.delivered else int(state.get("failures", 0)) + 1
         state.update(
@@ -128,7 +125,7 @@ class DeliveryService:
         delay = None if attempt.delivered or attempt.status_code == 410 else next_delay(
             failures, self.schedule, attempt.retry_after_s
         )  # fmt: skip
-        expires_in = self.persistence.redis_client.ttl(self.persistence._build_key(task_id)) if delay else -1
+        expires_in = await self.queue.seconds_to_expiry(task_id) if delay else -1
         if attempt.delivered:
             state["status"] = CallbackStatus.DELIVERED
             logger.info("task %s: callback delivered (HTTP %s)", task_id, attempt.status_code)
@@ -145,5 +142,11 @@ class DeliveryService:
             state["status"] = CallbackStatus.PENDING
             state["nextAttemptAt"] = iso_utc(now + delay)
             logger.warning("task %s: callback failed (%s); next attempt in %.0f s", task_id, attempt.error, delay)
-        if not self.outbox.settle(task_id, state, None if delay is None else now + delay, lease):
+        if not await self.queue.settle(task_id, state, None if delay is None else now + delay, lease):
             logger.info("task %s: a newer claim or a replay took over this callback; result not recorded", task_id)
+
+
+async def _wait(stop: asyncio.Event, timeout_s: float) -> None:
+    """Sleep `timeout_s`, or less when `stop` is set meanwhile."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout_s)

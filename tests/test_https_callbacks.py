@@ -71,7 +71,6 @@ def test_the_certificate_is_checked_against_the_callback_host(
     assert attempt.status_code == 204
     headers = _Recorder.seen[-1]
     assert headers["host"] == f"receiver.test:{tls_receiver}"
-    assert headers["connection"] == "close"  # a TLS connection is never reused for another name
 
 
 def test_a_certificate_for_another_name_is_refused(
@@ -79,11 +78,13 @@ def test_a_certificate_for_another_name_is_refused(
 ) -> None:
     trusting = _trusting(settings, ca, tmp_path)
     data = trusting.model_dump()
-    data["callback"]["allowed_hosts"] = ["other.test"]
+    data["callback"]["allowed_hosts"] = ["receiver.test", "other.test"]
     with CallbackManager(settings_from_mapping(data), resolve=_resolve) as manager:
+        # A kept-alive connection checked for one name is never reused for another on the same address.
+        assert manager.deliver(f"https://receiver.test:{tls_receiver}/cb", {"taskId": "x"}).delivered
         attempt = manager.deliver(f"https://other.test:{tls_receiver}/cb", {"taskId": "x"})
     assert not attempt.delivered
-    assert attempt.error and "CERTIFICATE_VERIFY_FAILED" in attempt.error
+    assert attempt.error and "certificate" in attempt.error.lower()
 
 
 def test_an_untrusted_ca_is_refused(settings: Settings, tls_receiver: int) -> None:

@@ -1,17 +1,33 @@
-"""HTTP callback sender: one pooled client per process, any 2xx is success, redirects are failures."""
+"""HTTP callback sender: one pooled client per process, any 2xx is success, redirects are failures.
+
+`CallbackSender` is the asynchronous sender the delivery service runs many attempts through at
+once; aiohttp because it spends a fraction of the CPU per request that other clients do, which is
+most of the delivery service's cost. `CallbackManager` is the seed's synchronous interface over
+the same sender.
+
+Every connection goes through the callback network policy: names are resolved by
+`PolicyResolver`, which hands aiohttp only addresses the policy has just checked, so the address
+connected to is the address checked (no DNS rebinding in between) while the Host header, TLS SNI
+and the certificate check keep the real name.
+"""
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
+import ipaddress
 import json
 import logging
+import os
+import socket
 import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from yarl import URL
 
 from server import __version__
 from server.core.netpolicy import CallbackPolicy, CallbackRefused, ResolutionUnavailable, Resolver, system_resolver
@@ -24,14 +40,9 @@ logger = logging.getLogger(__name__)
 USER_AGENT = f"Xray-Inference-Service/{__version__}"
 # The receiver's answer is not used; read this much of it (so the connection can be reused) at most.
 MAX_RESPONSE_BYTES = 64 * 1024
-
-
-def _drain(response: httpx.Response) -> None:
-    received = 0
-    for chunk in response.iter_raw():
-        received += len(chunk)
-        if received > MAX_RESPONSE_BYTES:
-            break  # closing the unread rest drops the connection instead of buffering it
+# Connect, send and read each get `callback.timeout`; the whole attempt at most this many times it,
+# which keeps it inside the delivery service's claim lease.
+ATTEMPT_TIMEOUTS = 3
 
 
 @dataclass(frozen=True)
@@ -42,37 +53,94 @@ class DeliveryAttempt:
     retry_after_s: float | None = None  # what a 429 or 503 answer asked for
 
 
-class CallbackManager:
-    """Posts result payloads to callback URLs; reuse one instance for the life of the process."""
+class PolicyResolver(AbstractResolver):
+    """aiohttp's resolver, through the callback network policy: only checked addresses come out."""
 
-    def __init__(
-        self,
-        config: Settings | Mapping[str, Any],
-        client: httpx.Client | None = None,
-        resolve: Resolver = system_resolver,
-    ) -> None:
+    def __init__(self, policy: CallbackPolicy, resolve: Resolver) -> None:
+        self.policy = policy
+        self._resolve = resolve
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_UNSPEC
+    ) -> list[ResolveResult]:
+        name = host.rstrip(".")
+        # getaddrinfo blocks; the default executor runs it, as aiohttp's own resolver does.
+        loop = asyncio.get_running_loop()
+        addresses = await loop.run_in_executor(None, self.policy.checked_addresses, name, port, self._resolve)
+        return [
+            {
+                "hostname": name,
+                "host": address,
+                "port": port,
+                "family": socket.AF_INET6 if ":" in address else socket.AF_INET,
+                "proto": socket.IPPROTO_TCP,
+                "flags": socket.AI_NUMERICHOST | socket.AI_NUMERICSERV,
+            }
+            for address in addresses
+        ]
+
+    async def close(self) -> None:
+        """Nothing to release: lookups run in the loop's default executor."""
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def _describe(exc: BaseException) -> str:
+    """A short, receiver-facing account of why an attempt failed (it lands in `callback.lastError`)."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return f"TLS certificate refused: {exc.certificate_error}"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        reason = os.strerror(exc.os_error.errno) if exc.os_error.errno else str(exc.os_error)
+        return f"cannot connect to {exc.host}:{exc.port}: {reason}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+class CallbackSender:
+    """Posts result payloads to callback URLs from one event loop; reuse it for the life of the process."""
+
+    def __init__(self, config: Settings | Mapping[str, Any], resolve: Resolver = system_resolver) -> None:
         settings = as_settings(config)
-        self.timeout = settings.callback.timeout
-        secret = settings.callback.signing_secret
-        self.signer = WebhookSigner(secret.get_secret_value()) if secret else None
         cfg = settings.callback
+        self.timeout = cfg.timeout
+        secret = cfg.signing_secret
+        self.signer = WebhookSigner(secret.get_secret_value()) if secret else None
         self.policy = CallbackPolicy.of(cfg.allow_private_networks, cfg.allowed_cidrs, cfg.allowed_hosts)
-        self.resolve = resolve
-        ca_bundle = settings.callback.ca_bundle
-        self.client = client or httpx.Client(
-            timeout=httpx.Timeout(self.timeout),
-            verify=ssl.create_default_context(cafile=str(ca_bundle)) if ca_bundle else True,
-            # A redirect could send a patient's result somewhere the submitter never named.
-            follow_redirects=False,
-            headers={"User-Agent": USER_AGENT, "Content-Type": "application/json"},
-            limits=httpx.Limits(
-                max_connections=settings.callback.delivery_concurrency + 4,
-                max_keepalive_connections=min(settings.callback.delivery_concurrency, 32),
-                keepalive_expiry=30,
-            ),
-        )
+        self._resolve = resolve
+        self._tls = ssl.create_default_context(cafile=str(cfg.ca_bundle) if cfg.ca_bundle else None)
+        self._connections = cfg.delivery_concurrency + 4
+        self._session: aiohttp.ClientSession | None = None
 
-    def deliver(self, callback_url: str, payload: Mapping[str, Any], message_id: str | None = None) -> DeliveryAttempt:
+    def _client(self) -> aiohttp.ClientSession:
+        """The pooled session, made on first use (it belongs to the running event loop)."""
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=self._connections,
+                # Every new connection resolves through the policy; kept-alive ones were checked
+                # when they were opened.
+                use_dns_cache=False,
+                resolver=PolicyResolver(self.policy, self._resolve),
+                ssl=self._tls,
+                keepalive_timeout=30,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(
+                    total=ATTEMPT_TIMEOUTS * self.timeout, sock_connect=self.timeout, sock_read=self.timeout
+                ),
+                headers={"User-Agent": USER_AGENT, "Content-Type": "application/json"},
+                auto_decompress=False,
+            )
+        return self._session
+
+    async def deliver(
+        self, callback_url: str, payload: Mapping[str, Any], message_id: str | None = None
+    ) -> DeliveryAttempt:
         """One attempt; never raises for network or HTTP failures, it reports them.
 
         `message_id` is the `webhook-id` of a signed callback: the same on every attempt of one
@@ -82,56 +150,71 @@ class CallbackManager:
         body = json.dumps(payload, separators=(",", ":")).encode()
         headers = self.signer.headers(message_id or f"msg_{task_id}", body) if self.signer else {}
         try:
-            url, extensions = self._pinned(callback_url, headers)
+            url = URL(callback_url)
+            if url.raw_host is None or url.scheme not in ("http", "https"):
+                raise ValueError("not an absolute http(s) URL")
+            if _is_ip_literal(url.raw_host):  # aiohttp does not resolve literals: check them here
+                self.policy.checked_addresses(url.raw_host, url.port or 0)
+            # A redirect could send a patient's result somewhere the submitter never named.
+            async with self._client().post(url, data=body, headers=headers, allow_redirects=False) as response:
+                await self._drain(response)
         except (CallbackRefused, ResolutionUnavailable) as exc:
             logger.warning("callback refused by the network policy: task %s: %s", task_id, exc)
             return DeliveryAttempt(False, error=f"refused by the callback network policy: {exc}")
-        except Exception as exc:  # noqa: BLE001 - an unusable URL is reported, never raised
-            return DeliveryAttempt(False, error=f"{type(exc).__name__}: {exc}")
-        try:
-            with (
-                self.client.stream("POST", url, content=body, headers=headers, extensions=extensions) as response,
-                contextlib.suppress(httpx.HTTPError),  # the status line decided; the body is extra
-            ):
-                _drain(response)
-        except httpx.TimeoutException:
+        except TimeoutError:
             logger.warning("callback timed out after %ss: task %s", self.timeout, task_id)
             return DeliveryAttempt(False, error=f"timed out after {self.timeout}s")
         except Exception as exc:  # noqa: BLE001 - any failure to deliver is reported, never raised
             logger.warning("callback failed: task %s: %s", task_id, type(exc).__name__)
-            return DeliveryAttempt(False, error=f"{type(exc).__name__}: {exc}")
-        if response.is_success:
-            logger.debug("callback delivered: task %s, HTTP %s", task_id, response.status_code)
-            return DeliveryAttempt(True, response.status_code)
-        logger.warning("callback refused: task %s, HTTP %s", task_id, response.status_code)
+            return DeliveryAttempt(False, error=_describe(exc))
+        status = response.status
+        if 200 <= status < 300:
+            logger.debug("callback delivered: task %s, HTTP %s", task_id, status)
+            return DeliveryAttempt(True, status)
+        logger.warning("callback refused: task %s, HTTP %s", task_id, status)
         retry_after = None
-        if response.status_code in (429, 503):
+        if status in (429, 503):
             retry_after = parse_retry_after(response.headers.get("retry-after"), time.time())
-        return DeliveryAttempt(False, response.status_code, f"HTTP {response.status_code}", retry_after)
+        return DeliveryAttempt(False, status, f"HTTP {status}", retry_after)
 
-    def _pinned(self, callback_url: str, headers: dict[str, str]) -> tuple[httpx.URL, dict[str, Any]]:
-        """The URL to connect to: the host replaced by an address the policy checked just now.
+    @staticmethod
+    async def _drain(response: aiohttp.ClientResponse) -> None:
+        """Read the answer's body up to the cap; the status line has already decided the attempt."""
+        received = 0
+        try:
+            async for chunk in response.content.iter_any():
+                received += len(chunk)
+                if received > MAX_RESPONSE_BYTES:
+                    response.close()  # drop the connection rather than buffer the rest
+                    return
+        except (aiohttp.ClientError, TimeoutError):
+            response.close()
 
-        `Host` (and TLS SNI and certificate checks, through `sni_hostname`) keep the real name.
-        """
-        url = httpx.URL(callback_url)
-        host, _, addresses = self.policy.check_url(callback_url, self.resolve)
-        if url.host == addresses[0]:
-            return url, {}
-        headers["Host"] = url.netloc.decode("ascii")
-        if url.scheme != "https":
-            return url.copy_with(host=addresses[0]), {}
-        # Pooled connections are matched by address alone: a TLS connection checked for one name
-        # must not carry a request for another name on the same address, so it is not kept.
-        headers["Connection"] = "close"
-        return url.copy_with(host=addresses[0]), {"sni_hostname": host}
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+class CallbackManager:
+    """The seed's synchronous interface: one attempt per call, on a private event loop."""
+
+    def __init__(self, config: Settings | Mapping[str, Any], resolve: Resolver = system_resolver) -> None:
+        self._loop = asyncio.new_event_loop()
+        self.sender = CallbackSender(config, resolve)
+
+    def deliver(self, callback_url: str, payload: Mapping[str, Any], message_id: str | None = None) -> DeliveryAttempt:
+        return self._loop.run_until_complete(self.sender.deliver(callback_url, payload, message_id))
 
     def send_callback(self, callback_url: str, payload: Mapping[str, Any]) -> bool:
-        """The seed's interface: True when the receiver answered 2xx."""
+        """True when the receiver answered 2xx."""
         return self.deliver(callback_url, payload).delivered
 
     def close(self) -> None:
-        self.client.close()
+        if not self._loop.is_closed():
+            self._loop.run_until_complete(self.sender.close())
+            self._loop.run_until_complete(self._loop.shutdown_default_executor())
+            self._loop.close()
 
     def __enter__(self) -> CallbackManager:
         return self

@@ -5,6 +5,9 @@ The delivery service claims due members by pushing their score a lease into the 
 claim that dies with its process simply falls due again: nothing is lost across restarts of the
 worker, the API or the delivery service, nor of Redis with its append-only file. A list carries
 wake-ups, so a fresh callback goes out at once instead of at the next poll.
+
+`CallbackOutbox` is the side that owes callbacks (the worker ending a task, the API replaying
+one); `DeliveryQueue` the side that pays them (the delivery service, on an event loop).
 """
 
 from __future__ import annotations
@@ -14,9 +17,12 @@ import time
 from collections.abc import Mapping
 from typing import Any, cast
 
+import redis.asyncio
+
 from server.core.clock import utc_now
 from server.core.persistence import TERMINAL_LUA_TABLE, TaskPersistence, flatten_fields
 from server.core.status import CallbackStatus, Outcome
+from server.settings import Settings
 
 # KEYS: task hash, due set, wake list, running set. ARGV: ttl, task id, due score, pairs.
 # Ends the task (unless it already ended) and queues its callback, in one step.
@@ -73,15 +79,17 @@ return claimed
 """
 
 
+def _owed_keys(key_prefix: str) -> tuple[str, str]:
+    """The due set and the wake list under the service's key prefix."""
+    return f"{key_prefix}callbacks:due", f"{key_prefix}callbacks:wake"
+
+
 class CallbackOutbox:
     def __init__(self, persistence: TaskPersistence) -> None:
         self.persistence = persistence
         self.client = persistence.redis_client
-        self.due_key = f"{persistence.root_prefix}callbacks:due"
-        self.wake_key = f"{persistence.root_prefix}callbacks:wake"
+        self.due_key, self.wake_key = _owed_keys(persistence.root_prefix)
         self._end = self.client.register_script(_END)
-        self._claim = self.client.register_script(_CLAIM)
-        self._settle = self.client.register_script(_SETTLE)
         self._replay = self.client.register_script(_REPLAY)
 
     def end_task(self, task_id: str, outcome: Outcome) -> bool:
@@ -97,34 +105,52 @@ class CallbackOutbox:
         ended = self._end(keys=keys, args=[self.persistence.ttl, task_id, time.time(), *flatten_fields(fields)])
         return int(ended) == 1
 
-    def claim_due(self, now: float, lease_s: float, limit: int) -> tuple[float, list[tuple[str, list[str]]]]:
-        """Up to `limit` owed callbacks now due, leased until the returned time, with raw records."""
-        if limit <= 0:
-            return 0.0, []
-        lease = now + lease_s
-        args: list[float | str] = [now, lease, limit, self.persistence.key_prefix]
-        flat = cast(list[Any], self._claim(keys=[self.due_key, self.wake_key], args=args))
-        return lease, list(zip(flat[::2], flat[1::2], strict=True))
-
-    def settle(self, task_id: str, callback_state: Mapping[str, Any], next_due_at: float | None, lease: float) -> bool:
-        """Store the callback's state and owe it again from `next_due_at` (None: no more).
-
-        False, changing nothing, when the claim `lease` is no longer this attempt's.
-        """
-        keys = [self.persistence._build_key(task_id), self.due_key]
-        state = json.dumps(callback_state, separators=(",", ":"))
-        args = [task_id, state, "" if next_due_at is None else next_due_at, lease]
-        return bool(self._settle(keys=keys, args=args))
-
     def replay(self, task_id: str, callback_state: Mapping[str, Any], now: float) -> bool:
         """Owe the callback again from `now` with the given state; False when the task is gone."""
         keys = [self.persistence._build_key(task_id), self.due_key, self.wake_key]
         state = json.dumps(callback_state, separators=(",", ":"))
         return bool(self._replay(keys=keys, args=[task_id, state, now]))
 
-    def done(self, task_id: str) -> None:
-        self.client.zrem(self.due_key, task_id)
 
-    def wait_for_work(self, timeout_s: float) -> None:
+class DeliveryQueue:
+    """The owed callbacks as the delivery service sees them: claim what is due, settle each attempt."""
+
+    def __init__(self, client: redis.asyncio.Redis, settings: Settings) -> None:
+        self.client = client
+        prefix = settings.redis.key_prefix
+        self.task_key_prefix = f"{prefix}task:"
+        self.due_key, self.wake_key = _owed_keys(prefix)
+        self._claim = client.register_script(_CLAIM)
+        self._settle = client.register_script(_SETTLE)
+
+    async def claim_due(self, now: float, lease_s: float, limit: int) -> tuple[float, list[tuple[str, list[str]]]]:
+        """Up to `limit` owed callbacks now due, leased until the returned time, with raw records."""
+        if limit <= 0:
+            return 0.0, []
+        lease = now + lease_s
+        args: list[float | str] = [now, lease, limit, self.task_key_prefix]
+        flat = cast(list[Any], await self._claim(keys=[self.due_key, self.wake_key], args=args))
+        return lease, list(zip(flat[::2], flat[1::2], strict=True))
+
+    async def settle(
+        self, task_id: str, callback_state: Mapping[str, Any], next_due_at: float | None, lease: float
+    ) -> bool:
+        """Store the callback's state and owe it again from `next_due_at` (None: no more).
+
+        False, changing nothing, when the claim `lease` is no longer this attempt's.
+        """
+        keys = [f"{self.task_key_prefix}{task_id}", self.due_key]
+        state = json.dumps(callback_state, separators=(",", ":"))
+        args = [task_id, state, "" if next_due_at is None else next_due_at, lease]
+        return bool(await self._settle(keys=keys, args=args))
+
+    async def seconds_to_expiry(self, task_id: str) -> int:
+        """How long the task's record has left (negative: no record, or no expiry)."""
+        return int(await self.client.ttl(f"{self.task_key_prefix}{task_id}"))
+
+    async def done(self, task_id: str) -> None:
+        await self.client.zrem(self.due_key, task_id)
+
+    async def wait_for_work(self, timeout_s: float) -> None:
         """Block until something is queued for delivery, or `timeout_s` passed."""
-        self.client.blpop([self.wake_key], timeout=timeout_s)
+        await self.client.blpop([self.wake_key], timeout=timeout_s)

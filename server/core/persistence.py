@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 import redis
+import redis.asyncio
 
 from server.core.status import TERMINAL_STATUSES
 from server.settings import RedisSettings, Settings, as_settings
@@ -56,6 +57,20 @@ def redis_client(settings: RedisSettings, *, db: int | None = None) -> redis.Red
         host=settings.host,
         port=settings.port,
         db=settings.db if db is None else db,
+        password=settings.password.get_secret_value() if settings.password else None,
+        socket_timeout=settings.socket_timeout_s,
+        socket_connect_timeout=settings.socket_timeout_s,
+        health_check_interval=30,
+        decode_responses=True,
+    )
+
+
+def async_redis_client(settings: RedisSettings) -> redis.asyncio.Redis:
+    """The same connection settings, for a process that runs on an event loop."""
+    return redis.asyncio.Redis(
+        host=settings.host,
+        port=settings.port,
+        db=settings.db,
         password=settings.password.get_secret_value() if settings.password else None,
         socket_timeout=settings.socket_timeout_s,
         socket_connect_timeout=settings.socket_timeout_s,

@@ -66,6 +66,9 @@ class CallbackReceiver:
                 self.send_response(reply.status)
                 for name, value in reply.headers.items():
                     self.send_header(name, value)
+                if reply.status == 204:  # no body, no Content-Length (RFC 9110 §15.3.5)
+                    self.end_headers()
+                    return
                 self.send_header("Content-Length", "2")
                 self.end_headers()
                 self.wfile.write(b"ok")
