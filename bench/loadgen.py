@@ -57,6 +57,7 @@ class Receiver:
     """Records when each task's callbacks arrive."""
 
     arrivals: dict[str, list[float]] = field(default_factory=dict)
+    outcomes: dict[str, int] = field(default_factory=dict)  # task status in the first callbacks
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     waiters: dict[str, asyncio.Future[None]] = field(default_factory=dict)
 
@@ -70,7 +71,11 @@ class Receiver:
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()
         now = time.perf_counter()
-        task_id = json.loads(body).get("taskId", "")
+        payload = json.loads(body)
+        task_id = payload.get("taskId", "")
+        if task_id not in self.arrivals:
+            status = str(payload.get("status"))
+            self.outcomes[status] = self.outcomes.get(status, 0) + 1
         self.arrivals.setdefault(task_id, []).append(now)
         self.changed.set()
         waiter = self.waiters.pop(task_id, None)
@@ -171,5 +176,6 @@ async def run_load(
         "accepted_per_s": round(len(accepted_ids) / (sending_done - began), 1),
         "completed_per_s": round(len(first_callbacks) / (last_callback - began), 1),
         "lost_callbacks": len(accepted_ids) - len(first_callbacks),
+        "task_outcomes": dict(sorted(receiver.outcomes.items())),
         "duplicate_callbacks": sum(len(v) - 1 for v in receiver.arrivals.values()),
     }

@@ -2,7 +2,8 @@
 
     make bench                                   # the standard scenarios
     make bench BENCH_ARGS="--soak 10000"         # plus worker memory over 10,000 tasks
-    make bench BENCH_ARGS="--scenarios serial"   # one scenario
+    make bench BENCH_ARGS="--scenarios serial_100k"   # one scenario
+    make bench BENCH_ARGS="--pipelines"          # also the real pipelines' per-stage costs (bench.pipelines)
 
 Conditions (machine, process counts, image sizes) are written into the output beside the figures.
 """
@@ -110,6 +111,7 @@ def main() -> int:
     parser.add_argument("--pool", type=int, default=2, help="worker pool processes")
     parser.add_argument("--api-workers", type=int, default=1)
     parser.add_argument("--loglevel", default="warning", help="API and worker log level during the run")
+    parser.add_argument("--pipelines", action="store_true", help="also time decode/pre/post-processing")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="xray-bench-"))
     redis_server = EmbeddedRedis(workdir / "redis")
@@ -176,6 +178,11 @@ def main() -> int:
         for process in processes.values():
             process.wait(30)
         redis_server.stop()
+    if args.pipelines:
+        from bench.pipelines import ceph_figures, pano_figures
+
+        with tempfile.TemporaryDirectory(prefix="xray-bench-pipelines-") as folder:
+            results["pipelines"] = {"pano": pano_figures(Path(folder)), "ceph": ceph_figures(Path(folder))}
     print(json.dumps(results, indent=2))
     out = PROJECT_ROOT / "tmp" / "bench"
     out.mkdir(parents=True, exist_ok=True)

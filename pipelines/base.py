@@ -1,23 +1,18 @@
 """The pipeline contract: `load()` once per worker process, then `predict(image)` per task.
 
-`SourceImage` is what the worker hands over today: the stored bytes and their format. Decoding
-into pixels belongs here too, behind the same call, when real models arrive.
+The worker decodes the stored file first (`pipelines.decode`), so every pipeline receives the same
+`DecodedImage` — grayscale pixels, size, pixel spacing and its source — whatever the file format.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Protocol
 
+from pipelines.image import DecodedImage
 
-@dataclass(frozen=True)
-class SourceImage:
-    data: bytes
-    extension: str  # lowercase, with the dot: ".jpg", ".dcm", …
 
-    @property
-    def size_bytes(self) -> int:
-        return len(self.data)
+class PipelineLoadError(Exception):
+    """A pipeline could not be loaded (missing or incompatible model, bad model card, …)."""
 
 
 class Pipeline(Protocol):
@@ -28,6 +23,6 @@ class Pipeline(Protocol):
     def load(self) -> None:
         """Load weights and warm up; called once per worker process, after the fork."""
 
-    def predict(self, image: SourceImage) -> dict[str, Any]:
+    def predict(self, image: DecodedImage) -> dict[str, Any]:
         """The result for one image, as JSON-ready data (it becomes the callback's `data`)."""
         ...

@@ -5,13 +5,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from pipelines.base import SourceImage
+from pipelines.image import DecodedImage
 
 MOCK_MODEL = {"name": "mock", "version": "1", "backend": "mock"}
 
 
 class MockPipeline:
-    """Base of the mock pipelines: the delay stands in for model time, nothing is decoded."""
+    """Base of the mock pipelines: the delay stands in for model time; the image is only described."""
 
     task_type = ""
 
@@ -22,13 +22,13 @@ class MockPipeline:
     def load(self) -> None:
         self.loaded = True
 
-    def predict(self, image: SourceImage) -> dict[str, Any]:
+    def predict(self, image: DecodedImage) -> dict[str, Any]:
         if not self.loaded:
             raise RuntimeError(f"{type(self).__name__}.predict() called before load()")
         if self.mock_delay_s > 0:
             time.sleep(self.mock_delay_s)
         result = self.findings()
-        result["image"] = {"format": image.extension.lstrip("."), "sizeBytes": image.size_bytes}
+        result["image"] = image.describe()
         result["model"] = dict(MOCK_MODEL)
         return result
 

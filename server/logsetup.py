@@ -13,3 +13,5 @@ def configure_logging(level: str) -> None:
     # task with its id and outcome (httpx: each callback; Celery: "received" and "succeeded").
     for chatty in ("httpx", "celery.app.trace", "celery.worker.strategy"):
         logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
+    # pydicom's warnings can quote header values, patient attributes among them: never log them.
+    logging.getLogger("pydicom").setLevel(logging.CRITICAL)

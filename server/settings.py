@@ -86,6 +86,8 @@ class WorkerSettings(_Section):
     # A message redelivered after its worker died counts as another attempt; past this the
     # task fails with 12001 instead of taking workers down forever.
     max_attempts: int = Field(default=3, ge=1)
+    # How long a pool process may take to load its pipelines (a large model on a GPU takes a while).
+    pipeline_load_timeout_s: float = Field(default=300.0, gt=0)
 
 
 class CallbackSettings(_Section):
@@ -145,8 +147,44 @@ class LimitsSettings(_Section):
         return int(self.max_upload_mb * 1024 * 1024)
 
 
+class PipelineSettings(_Section):
+    """One task type's model: the mock, an ONNX model with its card, or a pipeline class of your own."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    backend: Literal["mock", "onnx"] = "mock"
+    # "package.module:ClassName": your own pipeline, built with `options` as keyword arguments.
+    class_: str | None = Field(default=None, alias="class", pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    model: Path | None = None  # the .onnx file; its card (.yaml / .yml / .json) lies beside it
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int = Field(default=0, ge=0, le=256)  # ONNX Runtime intra-op threads; 0: its default
+    options: dict[str, Any] = {}
+
+    @field_validator("model")
+    @classmethod
+    def _relative_to_project(cls, path: Path | None) -> Path | None:
+        return path if path is None or path.is_absolute() else PROJECT_ROOT / path
+
+    @model_validator(mode="after")
+    def _onnx_needs_a_model(self) -> PipelineSettings:
+        if self.backend == "onnx" and self.class_ is None and self.model is None:
+            raise ValueError("backend onnx needs model: the path of the .onnx file")
+        return self
+
+    @property
+    def kind(self) -> str:
+        """What runs: "mock", "onnx" or "class"."""
+        return "class" if self.class_ else self.backend
+
+
 class PipelinesSettings(_Section):
     mock_delay_s: float = Field(default=2.0, ge=0, le=3600)
+    pano: PipelineSettings = PipelineSettings()
+    ceph: PipelineSettings = PipelineSettings()
+
+    def for_task_type(self, task_type: str) -> PipelineSettings:
+        selected: PipelineSettings = getattr(self, task_type)
+        return selected
 
 
 class Settings(BaseSettings):
@@ -228,34 +266,42 @@ def _describe(error: Mapping[str, Any], path: Path) -> str:
     return f"{dotted}: {error['msg']}{value} [set in {path} or {variable}]"
 
 
+def _field_named(model: Any, name: str) -> Any:
+    """The field of a settings model called `name` (or aliased so), or None."""
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return None
+    for field_name, field in model.model_fields.items():
+        if name in (field_name, field.alias):
+            return field
+    return None
+
+
 def _check_environment() -> None:
     """Name the variable when an `XRAY__…` name is unknown or a list/map value is not JSON."""
-    sections = Settings.model_fields
     for name, value in os.environ.items():
         if not name.upper().startswith(ENV_PREFIX):
             continue
         parts = name[len(ENV_PREFIX) :].lower().split("__")
-        section = sections.get(parts[0])
-        if section is None or len(parts) > 2:
-            known = ", ".join(f"{ENV_PREFIX}{s.upper()}__…" for s in sections)
+        if _field_named(Settings, parts[0]) is None:
+            known = ", ".join(f"{ENV_PREFIX}{s.upper()}__…" for s in Settings.model_fields)
             raise ConfigError(f"invalid configuration: unknown variable {name} (known: {known})")
-        model = section.annotation
-        if len(parts) == 1:
-            field_type: Any = dict  # a whole section as one JSON object
-        else:
-            field = (
-                model.model_fields.get(parts[1]) if isinstance(model, type) and issubclass(model, BaseModel) else None
-            )
+        model: Any = Settings
+        for depth, part in enumerate(parts):
+            field = _field_named(model, part)
             if field is None:
-                raise ConfigError(f"invalid configuration: {name} names no key of section {parts[0]!r}")
-            field_type = get_origin(field.annotation) or field.annotation
+                where = ".".join(parts[:depth])
+                raise ConfigError(f"invalid configuration: {name} names no key of section {where!r}")
+            model = field.annotation
+        field_type = get_origin(model) or model
+        if isinstance(field_type, type) and issubclass(field_type, BaseModel):
+            field_type = dict  # a whole section as one JSON object
         if field_type in (list, dict):
             try:
                 json.loads(value)
             except ValueError:
-                where = parts[0] if len(parts) == 1 else f"{parts[0]}.{parts[1]}"
+                example = f"{name}='[\"ceph\"]' or '{{...}}'"
                 raise ConfigError(
-                    f"invalid configuration: {where}: {name} must be JSON, e.g. {name}='[\"ceph\"]' or '{{...}}'"
+                    f"invalid configuration: {'.'.join(parts)}: {name} must be JSON, e.g. {example}"
                 ) from None
 
 

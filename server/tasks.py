@@ -11,13 +11,13 @@ from typing import Any
 import redis
 from celery import Task
 from celery.exceptions import Reject, TimeLimitExceeded
-from celery.signals import worker_process_init, worker_ready, worker_shutdown
+from celery.signals import celeryd_init, worker_process_init, worker_ready, worker_shutdown
 
-from pipelines import build_pipelines
-from server.core.liveness import Liveness, run_liveness
+from server.core.liveness import Liveness, report_pipeline, run_liveness
 from server.core.outbox import CallbackOutbox
 from server.core.persistence import TaskPersistence
-from server.core.processing import TaskProcessor
+from server.core.pipeline_loading import load_pipelines
+from server.core.processing import PipelineUnavailable, TaskProcessor
 from server.core.status import TIMED_OUT
 from server.core.storage import LocalStorage, discard_image
 from server.settings import get_settings
@@ -25,20 +25,33 @@ from server.worker import ANALYZE_TASK_NAME, celery_app, enqueue_analysis
 
 logger = logging.getLogger(__name__)
 
-# Pause before handing a message back while Redis is unreachable, so it does not spin.
-REDIS_OUTAGE_PAUSE_S = 1.0
+# Pause before handing a message back (Redis unreachable, pipeline not loaded), so it does not spin.
+REQUEUE_PAUSE_S = 1.0
+
+# The worker's node name, learnt in the main process before the pool forks.
+_node_name = ""
+
+
+@celeryd_init.connect
+def _remember_node_name(sender: Any = None, **_: Any) -> None:
+    global _node_name
+    _node_name = str(sender or "")
 
 
 @cache
 def processor() -> TaskProcessor:
     """This process's clients and loaded pipelines, built once (after the fork, never in the parent)."""
     settings = get_settings()
-    pipelines = build_pipelines(settings.pipelines.mock_delay_s, settings.worker.queues)
-    for pipeline in pipelines.values():
-        pipeline.load()
-    logger.info("pipelines loaded: %s", ", ".join(sorted(pipelines)))
+    persistence = TaskPersistence(settings)
+    pipelines, reports = load_pipelines(settings.pipelines, settings.worker.queues)
+    for report in reports:
+        details = {"loaded": report.loaded, "kind": report.kind, "seconds": round(report.seconds, 3)}
+        try:
+            report_pipeline(persistence, _node_name, report.task_type, details | {"error": report.error})
+        except redis.RedisError:
+            logger.exception("could not report the %s pipeline's state", report.task_type)
     return TaskProcessor(
-        TaskPersistence(settings),
+        persistence,
         LocalStorage(settings.api.upload_dir),
         pipelines,
         max_attempts=settings.worker.max_attempts,
@@ -58,9 +71,17 @@ _liveness_stop = threading.Event()
 def _start_liveness(sender: Any = None, **_: Any) -> None:
     """In the worker's main process: heartbeat, and resend tasks of workers that died."""
     settings = get_settings()
-    liveness = Liveness(TaskPersistence(settings), str(getattr(sender, "hostname", "") or ""))
+    node_name = str(getattr(sender, "hostname", "") or "")
+    liveness = Liveness(TaskPersistence(settings), node_name)
+
+    def stop_consuming(queue: str) -> None:
+        celery_app.control.cancel_consumer(queue, destination=[node_name])
+
     thread = threading.Thread(
-        target=run_liveness, args=(liveness, enqueue_analysis, _liveness_stop), name="liveness", daemon=True
+        target=run_liveness,
+        args=(liveness, enqueue_analysis, stop_consuming, _liveness_stop),
+        name="liveness",
+        daemon=True,
     )
     thread.start()
 
@@ -93,16 +114,20 @@ class AnalyzeTask(Task[Any, None]):
                 logger.exception("task %s: could not record its hard time limit", args[0])
 
 
-def _requeue_on_redis_outage(task_id: str, exc: redis.RedisError) -> Reject:
-    logger.error("task %s: Redis unavailable (%s); handing the message back", task_id, exc)
-    time.sleep(REDIS_OUTAGE_PAUSE_S)
+def _hand_back(task_id: str, why: str) -> Reject:
+    logger.error("task %s: %s; handing the message back", task_id, why)
+    time.sleep(REQUEUE_PAUSE_S)
     return Reject(requeue=True)
 
 
 @celery_app.task(name=ANALYZE_TASK_NAME, base=AnalyzeTask, bind=True)
 def analyze_task(self: AnalyzeTask, task_id: str) -> None:
     """Analyze one accepted task; its outcome goes to the task record and the callback."""
+    # The queue a message came from is its task type (one routing key per queue).
+    queue = (self.request.delivery_info or {}).get("routing_key")
     try:
-        processor().process(task_id, owner=self.request.hostname or "")
+        processor().process(task_id, owner=self.request.hostname or "", task_type=queue)
     except redis.RedisError as exc:
-        raise _requeue_on_redis_outage(task_id, exc) from exc
+        raise _hand_back(task_id, f"Redis unavailable ({exc})") from exc
+    except PipelineUnavailable as exc:
+        raise _hand_back(task_id, f"the {exc} pipeline is not loaded in this worker") from exc

@@ -47,6 +47,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # A publish to a broker that is down fails within about a second instead of hanging the API.
         "task_publish_retry_policy": {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5},
         "worker_soft_shutdown_timeout": settings.worker.shutdown_grace_s,
+        # Pool processes load their pipelines before reporting up; Celery's 4 s default would
+        # kill one loading a real model.
+        "worker_proc_alive_timeout": settings.worker.pipeline_load_timeout_s,
         "worker_hijack_root_logger": False,
         "worker_disable_rate_limits": True,
     }

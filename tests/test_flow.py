@@ -59,7 +59,9 @@ def test_seed_step_7_exactly_as_written_in_the_design_document(
     from server.tasks import analyze_task
 
     image_path = tmp_path / "test.jpg"
-    image_path.write_bytes(b"fake image data")
+    # The design document writes b"fake image data"; the worker decodes images now, so that file
+    # would end with 12003 (see test_model_pipelines): a real JPEG takes its place.
+    image_path.write_bytes(jpeg_bytes())
     task_id = str(uuid.uuid4())
     metadata = {
         "taskId": task_id,
@@ -111,7 +113,10 @@ def test_ceph_task_gets_landmarks_and_measurements(stack: Stack, receiver: Callb
     data = receiver.wait_for(task_id)[0].json["data"]
     assert data["measurements"] == {"SNA": 82.5, "SNB": 78.3, "ANB": 4.2}
     assert [landmark["name"] for landmark in data["landmarks"]] == ["Sella", "Nasion"]
-    assert data["image"] == {"format": "dcm", "sizeBytes": len(sample_dicom_bytes())}
+    assert data["image"]["format"] == "dicom"
+    assert data["image"]["sizeBytes"] == len(sample_dicom_bytes())
+    assert (data["image"]["width"], data["image"]["height"]) == (128, 128)  # CT_small's size
+    assert data["model"] == {"name": "mock", "version": "1", "backend": "mock"}
 
 
 def test_missing_image_ends_with_error_callback_12002(

@@ -49,7 +49,7 @@ def test_pipelines_load_once_in_each_pool_process_and_never_in_the_parent(stack:
     finally:
         receiver.close()
     log = stack.log("worker")
-    loaded_in = re.findall(r"\[(\d+)\] server\.tasks: pipelines loaded", log)
+    loaded_in = re.findall(r"\[(\d+)\] server\.core\.pipeline_loading: pipeline pano \(mock\) loaded", log)
     worker = stack.processes["worker"].pid
     assert len(loaded_in) == 2  # worker.concurrency pool processes, each once
     assert str(worker) not in loaded_in

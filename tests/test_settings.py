@@ -79,6 +79,12 @@ def test_xray_config_selects_another_file(tmp_path: Path, monkeypatch: pytest.Mo
         ("XRAY__APIX__PORT", "8000", "XRAY__APIX__PORT"),
         ("XRAY__WORKER__QUEUES", "ceph", "worker.queues"),
         ("XRAY__WORKER__QUEUES", "[ceph", "worker.queues"),
+        ("XRAY__PIPELINES__PANO__BACKEND", "tensorrt", "pipelines.pano.backend"),
+        ("XRAY__PIPELINES__CEPH__BACKEND", "onnx", "pipelines.ceph"),
+        ("XRAY__PIPELINES__PANO__CLASS", "not a class", "pipelines.pano.class"),
+        ("XRAY__PIPELINES__PANO__MODLE", "m.onnx", "XRAY__PIPELINES__PANO__MODLE"),
+        ("XRAY__PIPELINES__PANO__OPTIONS", "{oops", "pipelines.pano.options"),
+        ("XRAY__PIPELINES__DENTAL__BACKEND", "mock", "XRAY__PIPELINES__DENTAL__BACKEND"),
     ],
 )
 def test_a_bad_value_is_one_error_naming_the_key(
@@ -127,3 +133,19 @@ def test_secrets_do_not_show_when_the_config_is_printed(monkeypatch: pytest.Monk
     config = load_config()
     assert "s3cret-value" not in repr(config)
     assert load_settings().redis.url().startswith("redis://:s3cret-value@")
+
+
+def test_each_task_type_selects_its_pipeline_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XRAY__PIPELINES__PANO__BACKEND", "onnx")
+    monkeypatch.setenv("XRAY__PIPELINES__PANO__MODEL", "models/pano.onnx")
+    monkeypatch.setenv("XRAY__PIPELINES__CEPH__BACKEND", "onnx")
+    monkeypatch.setenv("XRAY__PIPELINES__CEPH__MODEL", "/srv/models/ceph.onnx")
+    assert load_settings().pipelines.ceph.model == Path("/srv/models/ceph.onnx")
+    monkeypatch.setenv("XRAY__PIPELINES__CEPH__CLASS", "my_models.ceph:MyCeph")
+    monkeypatch.setenv("XRAY__PIPELINES__CEPH__OPTIONS", '{"weights": "/w.bin"}')
+    pipelines = load_settings().pipelines
+    assert pipelines.pano.kind == "onnx"
+    assert pipelines.pano.model is not None and pipelines.pano.model.is_absolute()
+    assert pipelines.pano.model.parts[-2:] == ("models", "pano.onnx")
+    ceph = pipelines.for_task_type("ceph")
+    assert (ceph.kind, ceph.class_, ceph.options) == ("class", "my_models.ceph:MyCeph", {"weights": "/w.bin"})

@@ -1,22 +1,8 @@
-"""Lateral cephalogram pipeline: landmarks and orthodontic measurements."""
+"""Lateral cephalogram pipelines: landmarks and orthodontic measurements."""
 
 from __future__ import annotations
 
-from typing import Any
+from pipelines.ceph.mock import MockCephPipeline
+from pipelines.ceph.pipeline import CephPipeline
 
-from pipelines.mock import MockPipeline
-
-
-class CephPipeline(MockPipeline):
-    """Mock until a model is configured: the seed's two landmarks and three measurements."""
-
-    task_type = "ceph"
-
-    def findings(self) -> dict[str, Any]:
-        return {
-            "landmarks": [
-                {"name": "Sella", "x": 120.5, "y": 85.3, "confidence": 0.92},
-                {"name": "Nasion", "x": 135.2, "y": 62.1, "confidence": 0.89},
-            ],
-            "measurements": {"SNA": 82.5, "SNB": 78.3, "ANB": 4.2},
-        }
+__all__ = ["CephPipeline", "MockCephPipeline"]

@@ -1,23 +1,8 @@
-"""Panoramic radiograph pipeline: teeth (FDI numbers) and findings."""
+"""Panoramic radiograph pipelines: teeth (FDI numbers) and findings."""
 
 from __future__ import annotations
 
-from typing import Any
+from pipelines.pano.mock import MockPanoPipeline
+from pipelines.pano.pipeline import PanoPipeline
 
-from pipelines.mock import MockPipeline
-
-
-class PanoPipeline(MockPipeline):
-    """Mock until a model is configured: the seed's three teeth and one caries finding."""
-
-    task_type = "pano"
-
-    def findings(self) -> dict[str, Any]:
-        return {
-            "teeth": [
-                {"id": 11, "status": "healthy", "confidence": 0.95},
-                {"id": 12, "status": "healthy", "confidence": 0.93},
-                {"id": 21, "status": "caries", "confidence": 0.87},
-            ],
-            "diseases": [{"type": "caries", "location": "tooth_21", "severity": "mild", "confidence": 0.87}],
-        }
+__all__ = ["MockPanoPipeline", "PanoPipeline"]

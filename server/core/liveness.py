@@ -9,11 +9,12 @@ worker's own message comes back eventually too; by then the task has ended and i
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import cast
+from typing import Any, cast
 
 from server.core.persistence import TaskPersistence
 
@@ -57,18 +58,46 @@ return orphans
 """
 
 
+def pipelines_key(root_prefix: str, node_name: str) -> str:
+    """Where a worker's pool processes report how loading each pipeline went; it lives as the heartbeat does."""
+    return f"{root_prefix}worker:{node_name}:pipelines"
+
+
+def report_pipeline(persistence: TaskPersistence, node_name: str, task_type: str, report: dict[str, Any]) -> None:
+    """From a pool process: how loading `task_type`'s pipeline went (kept while the worker beats)."""
+    key = pipelines_key(persistence.root_prefix, node_name)
+    with persistence.redis_client.pipeline(transaction=True) as batch:
+        batch.hset(key, task_type, json.dumps(report, separators=(",", ":")))
+        batch.expire(key, HEARTBEAT_TTL_S)
+        batch.execute()
+
+
 class Liveness:
     def __init__(self, persistence: TaskPersistence, node_name: str) -> None:
         self.persistence = persistence
         self.node_name = node_name
         self.heartbeat_prefix = f"{persistence.root_prefix}worker:"
+        self.pipelines_key = pipelines_key(persistence.root_prefix, node_name)
         self._reap = persistence.redis_client.register_script(_REAP)
 
     def beat(self) -> None:
-        self.persistence.redis_client.set(self.heartbeat_prefix + self.node_name, "alive", ex=HEARTBEAT_TTL_S)
+        with self.persistence.redis_client.pipeline(transaction=False) as batch:
+            batch.set(self.heartbeat_prefix + self.node_name, "alive", ex=HEARTBEAT_TTL_S)
+            batch.expire(self.pipelines_key, HEARTBEAT_TTL_S)
+            batch.execute()
+
+    def failed_pipelines(self) -> dict[str, str]:
+        """Task types whose pipeline a pool process of this worker could not load, with the reason."""
+        reports = self.persistence.redis_client.hgetall(self.pipelines_key)
+        failed = {}
+        for task_type, raw in cast(dict[str, str], reports).items():
+            report = json.loads(raw)
+            if not report.get("loaded"):
+                failed[task_type] = str(report.get("error"))
+        return failed
 
     def stop(self) -> None:
-        self.persistence.redis_client.delete(self.heartbeat_prefix + self.node_name)
+        self.persistence.redis_client.delete(self.heartbeat_prefix + self.node_name, self.pipelines_key)
 
     def orphans(self) -> list[tuple[str, str]]:
         """(task id, task type) of tasks whose worker died; each is handed to one caller only."""
@@ -83,13 +112,31 @@ class Liveness:
         ]
 
 
-def run_liveness(liveness: Liveness, republish: Callable[[str, str], None], stop: threading.Event) -> None:
-    """Heartbeat and reap until `stop` is set (a daemon thread in each worker's main process)."""
+def run_liveness(
+    liveness: Liveness,
+    republish: Callable[[str, str], None],
+    stop_consuming: Callable[[str], None],
+    stop: threading.Event,
+) -> None:
+    """Heartbeat and reap until `stop` is set (a daemon thread in each worker's main process).
+
+    A task type whose pipeline failed to load is no longer consumed here (`stop_consuming`): its
+    tasks wait in the queue for a worker that can run them instead of failing one by one.
+    """
     in_touch_since = time.monotonic()
     next_reap = in_touch_since + SETTLE_S
+    stopped: set[str] = set()
     while not stop.is_set():
         try:
             liveness.beat()
+            for task_type, error in liveness.failed_pipelines().items():
+                if task_type not in stopped:
+                    logger.error(
+                        "worker unhealthy: the %s pipeline failed to load (%s); no longer taking %s tasks",
+                        task_type, error, task_type,
+                    )  # fmt: skip
+                    stop_consuming(task_type)
+                    stopped.add(task_type)
             if time.monotonic() >= next_reap:
                 next_reap = time.monotonic() + REAP_EVERY_S
                 for task_id, task_type in liveness.orphans():

@@ -16,7 +16,9 @@ from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 
-from pipelines.base import Pipeline, SourceImage
+from pipelines.base import Pipeline
+from pipelines.decode import ImageDecodeError, decode_image
+from pipelines.image import DecodedImage
 from server.core.clock import utc_now
 from server.core.outbox import CallbackOutbox
 from server.core.persistence import TaskPersistence
@@ -27,16 +29,21 @@ from server.errors import ErrorCode
 logger = logging.getLogger(__name__)
 
 
-def load_image(storage: LocalStorage, record: Mapping[str, Any]) -> SourceImage:
-    """The task's image; `ImageMissing` when it is gone."""
+class PipelineUnavailable(Exception):
+    """This process has no loaded pipeline for the task's type: another worker should run it."""
+
+
+def load_image(storage: LocalStorage, record: Mapping[str, Any]) -> DecodedImage:
+    """The task's image, decoded; `ImageMissing` when it is gone, `ImageDecodeError` when unusable."""
     if "imageKey" in record:
         key: str = record["imageKey"]
-        return SourceImage(data=storage.read_bytes(key), extension=key[key.rindex(".") :])
+        return decode_image(storage.read_bytes(key), key[key.rindex(".") :].lower())
     path = Path(record.get("imagePath") or "")
     try:
-        return SourceImage(data=path.read_bytes(), extension=path.suffix.lower())
+        data = path.read_bytes()
     except (FileNotFoundError, IsADirectoryError):
         raise ImageMissing(str(path)) from None
+    return decode_image(data, path.suffix.lower())
 
 
 class TaskProcessor:
@@ -56,14 +63,19 @@ class TaskProcessor:
         self.max_attempts = max_attempts
         self.keep_images = keep_images
 
-    def process(self, task_id: str, owner: str = "") -> TaskStatus | None:
+    def process(self, task_id: str, owner: str = "", task_type: str | None = None) -> TaskStatus | None:
         """Run the task to its end; returns the final status, or None when there is no such task.
+
+        `PipelineUnavailable` when this process could not load the pipeline of `task_type` (the
+        queue the message came from): the task is left untouched for a worker that can run it.
 
         The callback is not sent here: ending the task puts it in the outbox, which the delivery
         service empties, so a slow receiver never holds an inference slot. Redis errors
         propagate: the caller puts the message back rather than lose the task.
         """
         started = time.perf_counter()
+        if task_type is not None and task_type not in self.pipelines:
+            raise PipelineUnavailable(task_type)
         # `owner`: the worker running it, whose heartbeat tells whether the task is still alive.
         record = self.persistence.start_attempt(
             task_id, {"status": TaskStatus.PROCESSING, "startedAt": utc_now(), "owner": owner}, count="attempts"
@@ -101,6 +113,9 @@ class TaskProcessor:
         except ImageMissing:
             logger.error("task %s: image not found", task_id)
             return Outcome.failure(ErrorCode.IMAGE_NOT_FOUND, "Image file not found")
+        except ImageDecodeError as exc:
+            logger.warning("task %s: image cannot be decoded: %s", task_id, exc)
+            return Outcome.failure(ErrorCode.IMAGE_UNDECODABLE, f"Image cannot be decoded: {exc}")
         except SoftTimeLimitExceeded:
             logger.error("task %s timed out", task_id)
             return TIMED_OUT
