@@ -7,7 +7,7 @@ import sys
 
 import uvicorn
 
-from server.logsetup import LOG_FORMAT, configure_logging
+from server.logsetup import configure_logging, formatter_config
 from server.settings import startup_settings
 
 logger = logging.getLogger("main_api")
@@ -15,7 +15,7 @@ logger = logging.getLogger("main_api")
 
 def main() -> int:
     settings = startup_settings()
-    configure_logging(settings.api.loglevel)
+    configure_logging(settings.api.loglevel, settings.app.log_format)
     settings.api.upload_dir.mkdir(parents=True, exist_ok=True)
     logger.info(
         "starting API on %s:%s with %d process(es); uploads in %s",
@@ -25,10 +25,8 @@ def main() -> int:
         settings.api.upload_dir.resolve(),
     )
     log_config = dict(uvicorn.config.LOGGING_CONFIG)
-    log_config["formatters"] = {
-        "default": {"format": LOG_FORMAT},
-        "access": {"format": LOG_FORMAT},
-    }
+    formatter = formatter_config(settings.app.log_format)
+    log_config["formatters"] = {"default": formatter, "access": formatter}
     # Every API process (there are `api.workers` of them) applies this dict, not the parent's
     # logging set-up, so the service's own loggers need a root handler here too.
     log_config["root"] = {"handlers": ["default"], "level": settings.api.loglevel.upper()}

@@ -21,7 +21,7 @@ async def serve(settings: Settings) -> None:
 
 def main() -> int:
     settings = startup_settings()
-    configure_logging(settings.worker.loglevel)
+    configure_logging(settings.worker.loglevel, settings.app.log_format)
     asyncio.run(serve(settings))
     return 0
 

@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["XRAY__WORKER__QUEUES"] = json.dumps(args.queues.split(","))
     settings = startup_settings()
     queues = list(settings.worker.queues)
-    configure_logging(settings.worker.loglevel)
+    configure_logging(settings.worker.loglevel, settings.app.log_format)
 
     from server.worker import celery_app
 

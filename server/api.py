@@ -9,8 +9,11 @@ from typing import Annotated, Any
 
 import anyio
 from fastapi import Depends, FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 
 from server import SERVICE_NAME, __version__, task_routes
+from server.access_log import AccessLog
+from server.auth import ApiKeys, TenantDep
 from server.core.netpolicy import CallbackPolicy
 from server.core.persistence import TaskPersistence
 from server.core.storage import LocalStorage
@@ -81,6 +84,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         swept = await anyio.to_thread.run_sync(storage.sweep_staged, STALE_UPLOAD_S)
         if swept:
             logger.warning("removed %d unfinished upload(s) left by an API process that died", swept)
+        if not app.state.api_keys.enabled:
+            logger.warning(
+                "NO API KEYS CONFIGURED: the API is open to anyone who can reach it; "
+                "set XRAY__SECURITY__API_KEYS to require keys"
+            )
         app.state.lifecycle = TaskLifecycle(persistence, storage, keep_images=settings.storage.keep_images)
         cfg = settings.callback
         policy = CallbackPolicy.of(cfg.allow_private_networks, cfg.allowed_cidrs, cfg.allowed_hosts)
@@ -96,6 +104,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title=SERVICE_NAME, description="Asynchronous dental X-ray AI inference", version=__version__, lifespan=lifespan
     )
+    app.state.api_keys = ApiKeys(settings.security.api_keys)
+    cors = settings.api
+    if cors.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=cors.cors_origins,
+            allow_credentials=cors.cors_allow_credentials,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+    app.add_middleware(AccessLog)
     install_error_handlers(app)
     app.include_router(task_routes.router)
 
@@ -117,8 +136,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         responses=_ERRORS,
         openapi_extra=_ANALYZE_FORM,
     )
-    async def analyze(request: Request, submitter: SubmitterDep) -> AnalyzeResponse:
+    async def analyze(request: Request, submitter: SubmitterDep, tenant: TenantDep) -> AnalyzeResponse:
         """Queue an X-ray for analysis; the result is POSTed to callbackUrl when it is ready."""
-        return await submitter.submit(request)
+        return await submitter.submit(request, tenant)
 
     return app

@@ -35,7 +35,7 @@ LEASE_MARGIN_S = 5.0
 
 def callback_payload(task_id: str, record: dict[str, Any]) -> dict[str, Any]:
     return {
-        "taskId": task_id,
+        "taskId": record.get("taskId", task_id),  # the client's id; `task_id` may carry a tenant
         "taskType": record.get("taskType"),
         "status": record.get("status"),
         "data": record.get("data"),
@@ -105,7 +105,9 @@ class DeliveryService:
             await self.queue.done(task_id)
             return
         try:
-            attempt = await self.sender.deliver(record["callbackUrl"], callback_payload(task_id, record))
+            # One webhook-id per task and tenant, the same on every attempt: receivers dedupe by it.
+            message_id = "msg_" + task_id.replace(":", "_")
+            attempt = await self.sender.deliver(record["callbackUrl"], callback_payload(task_id, record), message_id)
         except Exception as exc:  # counted as a failed attempt, so the schedule still ends
             logger.exception("task %s: callback attempt crashed", task_id)
             attempt = DeliveryAttempt(False, error=f"internal error: {type(exc).__name__}")

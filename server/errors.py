@@ -2,6 +2,7 @@
 
     ServiceError                      {code, message, detail} with an HTTP status
     ├── RequestInvalid                400 / 10001
+    ├── Unauthorized                  401 / 10005 (with WWW-Authenticate: Bearer)
     ├── TaskAlreadyExists             409 / 10002
     ├── UnsupportedImage              400 / 10003
     ├── UploadTooLarge                413 / 10004
@@ -57,6 +58,16 @@ class RequestInvalid(ServiceError):
     status_code = 400
     code = ErrorCode.VALIDATION_FAILED
     message = "Request validation failed"
+
+
+class Unauthorized(ServiceError):
+    status_code = 401
+    code = ErrorCode.UNAUTHORIZED
+    message = "Missing or unknown API key"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": "Bearer"}
 
 
 class TaskAlreadyExists(ServiceError):

@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     settings = startup_settings()
-    configure_logging(settings.api.loglevel)
+    configure_logging(settings.api.loglevel, settings.app.log_format)
     env = dict(os.environ)
     password = settings.redis.password.get_secret_value() if settings.redis.password else None
     redis_server = None

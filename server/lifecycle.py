@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -11,6 +12,8 @@ from server.core.persistence import TaskPersistence
 from server.core.status import CANCELED, CallbackStatus, TaskStatus
 from server.core.storage import LocalStorage, discard_image
 from server.errors import RequestInvalid, TaskAlreadyFinished, TaskNotFound
+
+logger = logging.getLogger(__name__)
 
 
 class TaskLifecycle:
@@ -23,9 +26,10 @@ class TaskLifecycle:
         self.keep_images = keep_images
 
     def get(self, task_id: str) -> dict[str, Any]:
+        """The record of `task_id` (a task reference: see `server.auth.task_ref`)."""
         record = self.persistence.get_task(task_id)
         if record is None or "taskType" not in record:
-            raise TaskNotFound(f"no task {task_id} (unknown, or expired after its result was kept)")
+            raise TaskNotFound("no such task (unknown, or expired after its result was kept)")
         record.setdefault("taskId", task_id)
         return record
 
@@ -35,6 +39,7 @@ class TaskLifecycle:
         if not self.outbox.end_task(task_id, CANCELED):
             current = self.get(task_id)  # TaskNotFound when it expired meanwhile
             raise TaskAlreadyFinished(f"task {task_id} already {current.get('status')}")
+        logger.info("task %s canceled (was %s)", task_id, record.get("status"))
         if not self.keep_images:
             discard_image(self.storage, record)
         return self.get(task_id)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
@@ -73,6 +74,18 @@ class ApiSettings(_Section):
     upload_dir: Path = Path("./tmp/uploads")
     workers: int = Field(default=1, ge=1, le=64)
     loglevel: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    # Browser origins allowed to call the API (e.g. a clinic's web viewer); none: no CORS headers.
+    cors_origins: list[str] = Field(default_factory=list)
+    cors_allow_credentials: bool = False
+
+    @model_validator(mode="after")
+    def _no_wildcard_with_credentials(self) -> ApiSettings:
+        if self.cors_allow_credentials and "*" in self.cors_origins:
+            raise ValueError(
+                "api.cors_origins '*' with api.cors_allow_credentials would let any site act with a "
+                "user's credentials; list the origins"
+            )
+        return self
 
 
 class WorkerSettings(_Section):
@@ -147,6 +160,37 @@ class LimitsSettings(_Section):
         return int(self.max_upload_mb * 1024 * 1024)
 
 
+class AppSettings(_Section):
+    # production: refuse to start with anything only fit for development (see Settings below).
+    env: Literal["development", "production"] = "development"
+    log_format: Literal["text", "json"] = "text"  # json: one JSON object per line, for log shippers
+
+
+TENANT_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+MIN_API_KEY_LENGTH = 16
+
+
+class SecuritySettings(_Section):
+    # Tenant name → API key; from the environment only (XRAY__SECURITY__API_KEYS='{"clinic-a": "…"}').
+    # None configured: the API is open (and says so at start-up).
+    api_keys: dict[str, SecretStr] = {}
+
+    @field_validator("api_keys")
+    @classmethod
+    def _usable_keys(cls, keys: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        seen: set[str] = set()
+        for tenant, key in keys.items():
+            if not re.fullmatch(TENANT_NAME, tenant):
+                raise ValueError(f"tenant name {tenant!r}: letters, digits, '_', '.', '-', at most 64")
+            value = key.get_secret_value()
+            if len(value) < MIN_API_KEY_LENGTH or not value.strip() == value:
+                raise ValueError(f"the key of tenant {tenant!r} must be at least {MIN_API_KEY_LENGTH} characters")
+            if value in seen:
+                raise ValueError(f"the key of tenant {tenant!r} is also another tenant's: keys must differ")
+            seen.add(value)
+        return keys
+
+
 class PipelineSettings(_Section):
     """One task type's model: the mock, an ONNX model with its card, or a pipeline class of your own."""
 
@@ -197,6 +241,8 @@ class Settings(BaseSettings):
         frozen=True,
     )
 
+    app: AppSettings = AppSettings()
+    security: SecuritySettings = SecuritySettings()
     redis: RedisSettings = RedisSettings()
     celery: CelerySettings = CelerySettings()
     api: ApiSettings = ApiSettings()
@@ -229,6 +275,29 @@ class Settings(BaseSettings):
                 f"celery.visibility_timeout_s ({self.celery.visibility_timeout_s}) must exceed "
                 f"worker.task_time_limit_s ({hard}), or a running task is handed to a second worker"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _fit_for_production(self) -> Settings:
+        if self.app.env != "production":
+            return self
+        problems = [
+            f"pipelines.{task_type} is the mock; configure a model (backend onnx or a class)"
+            for task_type in self.worker.queues
+            if self.pipelines.for_task_type(task_type).kind == "mock"
+        ]
+        if not self.security.api_keys:
+            problems.append('no API keys; set XRAY__SECURITY__API_KEYS=\'{"<tenant>": "<key>"}\'')
+        if self.callback.signing_secret is None:
+            problems.append("callbacks are unsigned; set XRAY__CALLBACK__SIGNING_SECRET=whsec_…")
+        cfg = self.callback
+        if cfg.allow_private_networks and not (cfg.allowed_cidrs or cfg.allowed_hosts):
+            problems.append(
+                "callback.allow_private_networks admits every internal address; set it to false and list "
+                "trusted receivers in callback.allowed_cidrs / callback.allowed_hosts"
+            )
+        if problems:
+            raise ValueError("app.env is production, but: " + "; ".join(problems))
         return self
 
     @property

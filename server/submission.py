@@ -11,6 +11,7 @@ import redis
 from pydantic import ValidationError
 from starlette.requests import Request
 
+from server.auth import OPEN_TENANT, task_ref
 from server.core.clock import utc_now
 from server.core.netpolicy import CallbackPolicy, CallbackRefused, ResolutionUnavailable
 from server.core.persistence import TaskPersistence
@@ -66,7 +67,7 @@ class Submitter:
         self.enqueue = enqueue
         self.max_image_bytes = max_image_bytes
 
-    async def submit(self, request: Request) -> AnalyzeResponse:
+    async def submit(self, request: Request, tenant: str = OPEN_TENANT) -> AnalyzeResponse:
         form = await AnalyzeFormReader(self.storage, self.max_image_bytes, _validate_if_complete).read(request)
         image = form.image
         try:
@@ -79,10 +80,11 @@ class Submitter:
                 await anyio.to_thread.run_sync(image.discard)
             raise
         # One hop to a thread for all the blocking steps: file, Redis and broker.
-        await anyio.to_thread.run_sync(self._accept, task, image)
+        await anyio.to_thread.run_sync(self._accept, task, image, tenant)
         return AnalyzeResponse(taskId=task.taskId)
 
-    def _accept(self, task: AnalyzeRequest, image: UploadedImage) -> None:
+    def _accept(self, task: AnalyzeRequest, image: UploadedImage, tenant: str) -> None:
+        ref = task_ref(tenant, task.taskId)
         try:
             try:
                 self.policy.check_url(task.callbackUrl)  # resolves the host: blocking, so here
@@ -96,6 +98,7 @@ class Submitter:
                 raise StorageUnavailable(exc) from exc
             record = {
                 "taskId": task.taskId,
+                "tenant": tenant,
                 "taskType": task.taskType,
                 "callbackUrl": task.callbackUrl,
                 "imageKey": image.key,
@@ -104,25 +107,25 @@ class Submitter:
                 "attempts": 0,
             }
             try:
-                claimed = self.persistence.claim_task(task.taskId, record)
+                claimed = self.persistence.claim_task(ref, record)
             except redis.RedisError as exc:
-                logger.error("task %s refused: Redis unavailable: %s", task.taskId, exc)
+                logger.error("task %s refused: Redis unavailable: %s", ref, exc)
                 raise DependencyUnavailable("the task store is unavailable; retry later") from None
             if not claimed:
                 raise TaskAlreadyExists(f"taskId {task.taskId} is already in use")
-            self._enqueue_or_release(task)
+            self._enqueue_or_release(ref, task.taskType)
         except BaseException:
             image.discard()
             raise
-        logger.info("task %s accepted (%s, %d bytes)", task.taskId, task.taskType, image.size)
+        logger.info("task %s accepted (%s, %d bytes)", ref, task.taskType, image.size)
 
-    def _enqueue_or_release(self, task: AnalyzeRequest) -> None:
+    def _enqueue_or_release(self, ref: str, task_type: str) -> None:
         try:
-            self.enqueue(task.taskId, task.taskType)
+            self.enqueue(ref, task_type)
         except (kombu.exceptions.KombuError, OSError, redis.RedisError) as exc:
-            logger.error("task %s refused: broker unavailable: %s", task.taskId, exc)
+            logger.error("task %s refused: broker unavailable: %s", ref, exc)
             try:
-                self.persistence.delete_task(task.taskId)
+                self.persistence.delete_task(ref)
             except redis.RedisError:
-                logger.exception("task %s: could not release the claim", task.taskId)
+                logger.exception("task %s: could not release the claim", ref)
             raise DependencyUnavailable("the task queue is unavailable; retry later") from None

@@ -88,7 +88,7 @@ class TaskProcessor:
             logger.info("task %s already %s; not running it again", task_id, status)
             return status
         attempt = int(record["attempts"])
-        logger.debug("task %s started (attempt %d)", task_id, attempt)
+        logger.info("task %s processing (attempt %d)", task_id, attempt)
         if attempt > self.max_attempts:
             outcome = Outcome.failure(
                 ErrorCode.INFERENCE_FAILED, f"AI inference failed: gave up after {self.max_attempts} attempts"
