@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import select
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from server.embedded_redis import EmbeddedRedis
@@ -119,3 +122,47 @@ def test_unfinished_uploads_of_a_dead_api_are_swept_at_start(
         assert "removed 1 unfinished upload(s)" in stack.log("api")
     finally:
         stack.stop()
+
+
+def _stream_until_answered(port: int, prefix: bytes, content_type: str, ceiling: int) -> tuple[int, bytes]:
+    """Send a chunked upload that never ends (up to `ceiling` bytes) until the server answers."""
+    connection = socket.create_connection(("127.0.0.1", port), timeout=10)
+    head = (
+        "POST /api/v1/analyze HTTP/1.1\r\nHost: test\r\n"
+        f"Content-Type: {content_type}\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    block = b"\0" * 65536
+    framed_block = f"{len(block):x}\r\n".encode() + block + b"\r\n"
+    connection.sendall(head.encode() + f"{len(prefix):x}\r\n".encode() + prefix + b"\r\n")
+    sent, answer = len(prefix), b""
+    connection.setblocking(False)
+    with connection:
+        while sent < ceiling and not answer:
+            readable, writable, _ = select.select([connection], [connection], [], 5)
+            if readable:
+                answer = connection.recv(4096)
+            elif writable:
+                try:
+                    sent += connection.send(framed_block)
+                except (BlockingIOError, BrokenPipeError, ConnectionResetError):
+                    break
+            else:
+                break
+    return sent, answer
+
+
+def test_an_endless_chunked_upload_is_cut_off_and_memory_stays_bounded(small_limit: Stack) -> None:
+    parts = multipart.analyze_parts(str(uuid.uuid4()), "pano", "http://127.0.0.1:9/cb", ("big.jpg", jpeg_bytes()))
+    content_type, body = multipart.encode(parts)
+    prefix = body[: body.index(jpeg_bytes()) + len(jpeg_bytes())]  # the form up to the image's start
+    api = psutil.Process(small_limit.processes["api"].pid)
+    rss_before = api.memory_info().rss
+    before = (small_limit.stored_files(), small_limit.task_keys())
+    ceiling = 256 * 1024 * 1024
+    sent, answer = _stream_until_answered(small_limit.api_port, prefix, content_type, ceiling)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:80]
+    # The API stopped reading at the limit; what went beyond sits in the sockets' buffers.
+    assert sent < 32 * 1024 * 1024
+    assert api.memory_info().rss - rss_before < 32 * 1024 * 1024
+    assert (small_limit.stored_files(), small_limit.task_keys()) == before
+    assert not any(small_limit.upload_dir.glob(".*.part"))
