@@ -177,5 +177,6 @@ async def run_load(
         "completed_per_s": round(len(first_callbacks) / (last_callback - began), 1),
         "lost_callbacks": len(accepted_ids) - len(first_callbacks),
         "task_outcomes": dict(sorted(receiver.outcomes.items())),
+        "task_ids": accepted_ids,  # for the runner's queue-wait figures; not printed
         "duplicate_callbacks": sum(len(v) - 1 for v in receiver.arrivals.values()),
     }

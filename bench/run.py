@@ -19,13 +19,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import httpx
 import psutil
+import redis
 
-from bench.loadgen import run_load
+from bench.loadgen import run_load, summary_ms
 from server.embedded_redis import EmbeddedRedis, free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -82,6 +84,21 @@ def cpu_seconds(processes: dict[str, subprocess.Popen[bytes]]) -> dict[str, floa
     return totals
 
 
+def queue_wait_ms(redis_server: EmbeddedRedis, task_ids: list[str]) -> dict[str, float]:
+    """Accepted → started, from the task records (`createdAt`, `startedAt`)."""
+    client = redis.Redis(host=redis_server.host, port=redis_server.port, decode_responses=True)
+    with client, client.pipeline(transaction=False) as batch:
+        for task_id in task_ids:
+            batch.hmget(f"xray:task:{task_id}", "createdAt", "startedAt")
+        answers = batch.execute()
+    waits = [
+        (datetime.fromisoformat(json.loads(started)) - datetime.fromisoformat(json.loads(created))).total_seconds()
+        for created, started in answers
+        if created and started
+    ]
+    return summary_ms(waits)
+
+
 def pool_rss_mb(worker: subprocess.Popen[bytes]) -> list[float]:
     return [round(p.memory_info().rss / MB, 2) for p in psutil.Process(worker.pid).children()]
 
@@ -108,7 +125,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scenarios", default="serial_100k,c8_100k,c8_5m,c8_50m")
     parser.add_argument("--soak", type=int, default=0, help="tasks for the worker-memory soak (0: skip)")
-    parser.add_argument("--pool", type=int, default=2, help="worker pool processes")
+    parser.add_argument("--pool", type=int, default=2, help="pool processes per worker")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (main_worker.py instances)")
     parser.add_argument("--api-workers", type=int, default=1)
     parser.add_argument("--loglevel", default="warning", help="API and worker log level during the run")
     parser.add_argument("--pipelines", action="store_true", help="also time decode/pre/post-processing")
@@ -132,7 +150,10 @@ def main() -> int:
     )
     processes = {
         "api": start("api", ["main_api.py"], env, workdir),
-        "worker": start("worker", ["main_worker.py"], env, workdir),
+        **{
+            ("worker" if n == 0 else f"worker{n + 1}"): start(f"worker{n + 1}", ["main_worker.py"], env, workdir)
+            for n in range(args.workers)
+        },
         "delivery": start("delivery", ["main_delivery.py"], env, workdir),
     }
     api_url = f"http://127.0.0.1:{api_port}"
@@ -142,6 +163,7 @@ def main() -> int:
             f"{round(psutil.virtual_memory().total / 2**30)} GiB",
             "python": platform.python_version(),
             "api_processes": args.api_workers,
+            "worker_processes": args.workers,
             "worker_pool_processes": args.pool,
             "mock_delay_s": 0,
             "log_level": args.loglevel,
@@ -157,6 +179,7 @@ def main() -> int:
             cpu_before = cpu_seconds(processes)
             figures = asyncio.run(run_load(api_url, free_port(), **SCENARIOS[name]._asdict()))
             cpu_after = cpu_seconds(processes)
+            figures["queue_wait_ms"] = queue_wait_ms(redis_server, figures.pop("task_ids"))
             figures["cpu_ms_per_task"] = {
                 who: round((cpu_after[who] - cpu_before[who]) * 1000 / figures["requests"], 2) for who in cpu_after
             }
@@ -170,6 +193,7 @@ def main() -> int:
             soak = asyncio.run(run_load(api_url, free_port(), args.soak, 8, 10 * KB))
             after = pool_rss_mb(worker)
             growth = max((a - b) / b * 100 for a, b in zip(after, before, strict=False))
+            soak.pop("task_ids")
             soak.update(pool_rss_mb_before=before, pool_rss_mb_after=after, pool_rss_growth_pct=round(growth, 2))
             results["soak"] = soak
     finally:
