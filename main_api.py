@@ -17,6 +17,9 @@ def main() -> int:
     settings = startup_settings()
     configure_logging(settings.api.loglevel, settings.app.log_format)
     settings.api.upload_dir.mkdir(parents=True, exist_ok=True)
+    from server.metrics_dir import use_process_group
+
+    use_process_group("api")  # before uvicorn imports the app, and so the metrics
     logger.info(
         "starting API on %s:%s with %d process(es); uploads in %s",
         settings.api.host,

@@ -22,6 +22,12 @@ async def serve(settings: Settings) -> None:
 def main() -> int:
     settings = startup_settings()
     configure_logging(settings.worker.loglevel, settings.app.log_format)
+    if settings.metrics.delivery_port:
+        from prometheus_client import start_http_server
+
+        from server.metrics import registry
+
+        start_http_server(settings.metrics.delivery_port, registry=registry())
     asyncio.run(serve(settings))
     return 0
 

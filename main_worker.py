@@ -28,6 +28,9 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["XRAY__WORKER__QUEUES"] = json.dumps(args.queues.split(","))
     settings = startup_settings()
     queues = list(settings.worker.queues)
+    from server.metrics_dir import use_process_group
+
+    use_process_group("worker")  # before Celery imports the tasks, and so the metrics
     configure_logging(settings.worker.loglevel, settings.app.log_format)
 
     from server.worker import celery_app

@@ -112,7 +112,7 @@ def wait_ready(api_url: str, logdir: Path, timeout_s: float = 60) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
-            api_ok = httpx.get(f"{api_url}/health", timeout=1).status_code == 200
+            api_ok = httpx.get(f"{api_url}/readyz", timeout=1).status_code == 200
         except httpx.HTTPError:
             api_ok = False
         if api_ok:

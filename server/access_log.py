@@ -1,4 +1,4 @@
-"""One log line per HTTP request: method, path, status, duration and tenant (never the body).
+"""One log line and the metrics per HTTP request: method, path, status, duration, tenant (never the body).
 
 A plain ASGI middleware: Starlette's BaseHTTPMiddleware would add a task and a stream copy to
 every request, which the upload path cannot afford.
@@ -10,7 +10,10 @@ import logging
 import time
 from typing import Any
 
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from server.metrics import HTTP_DURATION, HTTP_REQUESTS
 
 logger = logging.getLogger("server.access")
 
@@ -37,7 +40,13 @@ class AccessLog:
         finally:
             state: dict[str, Any] = scope.get("state") or {}
             tenant = state.get("tenant", "")
-            took_ms = (time.perf_counter() - started) * 1000
+            took = time.perf_counter() - started
+            took_ms = took * 1000
+            # Labelled by route template, not path: task ids must not become label values.
+            route = scope.get("route")
+            template = getattr(route, "path", "unmatched") if isinstance(route, BaseRoute) else "unmatched"
+            HTTP_REQUESTS.labels(scope["method"], template, str(status)).inc()
+            HTTP_DURATION.labels(scope["method"], template).observe(took)
             # The path only: query strings are not part of this API and might carry anything.
             logger.info(
                 "%s %s %d %.1f ms%s",

@@ -13,12 +13,24 @@ import hmac
 from collections.abc import Mapping
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import SecretStr
 
 from server.errors import Unauthorized
 
 OPEN_TENANT = ""
+
+# Declares the scheme in the OpenAPI description only: it never refuses a request itself
+# (auto_error=False), so a missing or unknown key stays our 401/10005 body from `current_tenant`.
+BEARER_SCHEME = HTTPBearer(
+    auto_error=False,
+    scheme_name="bearerAuth",
+    description=(
+        "The tenant's API key as `Authorization: Bearer <key>`. Required when API keys are configured "
+        "(`security.api_keys`); otherwise the API is open. A missing or unknown key is 401/10005."
+    ),
+)
 
 
 def _digest(key: str) -> bytes:
@@ -51,7 +63,10 @@ def bearer_token(authorization: str | None) -> str | None:
     return token if scheme.lower() == "bearer" and token else None
 
 
-async def current_tenant(request: Request) -> str:
+async def current_tenant(
+    request: Request,
+    _declared: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER_SCHEME)],
+) -> str:
     """The tenant of the request's API key; 401/10005 when keys are configured and none matches."""
     keys: ApiKeys = request.app.state.api_keys
     if not keys.enabled:

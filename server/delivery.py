@@ -23,6 +23,7 @@ from server.core.outbox import DeliveryQueue
 from server.core.persistence import async_redis_client, decode_fields
 from server.core.retry import next_delay
 from server.core.status import TERMINAL_STATUSES, CallbackStatus
+from server.metrics import CALLBACK_ATTEMPTS
 from server.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -146,6 +147,10 @@ class DeliveryService:
             logger.warning("task %s: callback failed (%s); next attempt in %.0f s", task_id, attempt.error, delay)
         if not await self.queue.settle(task_id, state, None if delay is None else now + delay, lease):
             logger.info("task %s: a newer claim or a replay took over this callback; result not recorded", task_id)
+            CALLBACK_ATTEMPTS.labels("superseded").inc()
+            return
+        outcome = {CallbackStatus.DELIVERED: "delivered", CallbackStatus.FAILED: "failed"}.get(state["status"], "retry")
+        CALLBACK_ATTEMPTS.labels(outcome).inc()
 
 
 async def _wait(stop: asyncio.Event, timeout_s: float) -> None:

@@ -10,7 +10,7 @@ from server.core.clock import utc_now
 from server.core.outbox import CallbackOutbox
 from server.core.persistence import TaskPersistence
 from server.core.status import CANCELED, CallbackStatus, TaskStatus
-from server.core.storage import LocalStorage, discard_image
+from server.core.storage import ImageStorage, discard_image
 from server.errors import RequestInvalid, TaskAlreadyFinished, TaskNotFound
 
 logger = logging.getLogger(__name__)
@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 class TaskLifecycle:
     """Blocking (Redis, files): call from a worker thread."""
 
-    def __init__(self, persistence: TaskPersistence, storage: LocalStorage, *, keep_images: bool) -> None:
+    def __init__(self, persistence: TaskPersistence, storage: ImageStorage, *, keep_images: bool) -> None:
         self.persistence = persistence
         self.outbox = CallbackOutbox(persistence)
         self.storage = storage

@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import httpx
 import idna
+import yarl
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from server.core.status import TaskStatus
 
 # Version 4, variant RFC 4122, canonical 8-4-4-4-12 spelling only: `uuid.UUID()` would also take
 # braces, `urn:uuid:` and hyphen-less forms, letting one task be claimed under several keys.
-_UUID4 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", re.IGNORECASE)
+# Anchored, both cases spelled out, no flags: the same text is the OpenAPI (ECMA-262) `pattern`.
+TASK_ID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-4[0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}$"
+_UUID4 = re.compile(TASK_ID_PATTERN)
 MAX_CALLBACK_URL_LENGTH = 2048
+_DNS_LABEL = re.compile(r"[A-Za-z0-9_-]{1,63}")
 TaskType = Literal["pano", "ceph"]
 
 
@@ -44,10 +49,15 @@ def checked_callback_url(value: str) -> str:
     if port == 0:
         raise ValueError("callbackUrl port must be between 1 and 65535")
     try:
-        # The same parsing the callback sender will apply, so a URL accepted here can be sent to.
+        # The parsing of the network policy check (httpx) and of the callback sender (aiohttp's
+        # yarl): a URL accepted here can be checked and sent to. yarl refuses what httpx reads
+        # leniently, e.g. a backslash in the authority, which WHATWG parsers take for a '/'.
         host = httpx.URL(value).raw_host.decode("ascii")
+        sent_host = yarl.URL(value).raw_host
     except (httpx.InvalidURL, UnicodeError, ValueError) as exc:
         raise ValueError(f"callbackUrl host is not valid: {exc}") from None
+    if not sent_host:
+        raise ValueError("callbackUrl must name a host")
     if not _is_ip_literal(host) and not _is_dns_name(host):
         raise ValueError("callbackUrl host is not a valid DNS name")
     return value
@@ -63,7 +73,9 @@ def _is_ip_literal(host: str) -> bool:
 
 def _is_dns_name(host: str) -> bool:
     labels = host.removesuffix(".").split(".")
-    if len(host) > 253 or not all(1 <= len(label) <= 63 for label in labels):
+    # ASCII (non-ASCII names arrive as A-labels): letters, digits, '-' and the '_' some internal
+    # zones use; '%'-escapes and other punctuation name nothing DNS can resolve.
+    if len(host) > 253 or not all(_DNS_LABEL.fullmatch(label) for label in labels):
         return False
     try:
         for label in labels:
@@ -117,9 +129,47 @@ class ErrorDetail(BaseModel):
 class ErrorResponse(BaseModel):
     """Every HTTP error body, at the top level."""
 
-    code: int
-    message: str
-    detail: str | None = None
+    code: int = Field(description="Service error code: 10000-10009 (see the README's error table)")
+    message: str = Field(description="What went wrong, in general terms")
+    detail: str | None = Field(default=None, description="What exactly was wrong with this request, when known")
+
+
+# Headers that always come with an error status, for the OpenAPI description.
+_ERROR_HEADERS: dict[int, dict[str, Any]] = {
+    401: {
+        "WWW-Authenticate": {
+            "description": "Always `Bearer`",
+            "required": True,
+            "schema": {"type": "string", "const": "Bearer"},
+        }
+    },
+    503: {
+        "Retry-After": {
+            "description": "Seconds to wait before trying again",
+            "required": True,
+            "schema": {"type": "integer", "minimum": 0},
+        }
+    },
+}
+UNAUTHORIZED = "Missing or unknown API key (10005); only when API keys are configured"
+INTERNAL_ERROR = "Internal error (10000); the body says nothing internal, the service log has it"
+
+
+def error_responses(described: Mapping[int, str]) -> dict[int | str, dict[str, Any]]:
+    """FastAPI `responses` for error statuses: each an `ErrorResponse` body, with its headers."""
+    return {
+        status: {"model": ErrorResponse, "description": text}
+        | ({"headers": _ERROR_HEADERS[status]} if status in _ERROR_HEADERS else {})
+        for status, text in described.items()
+    }
+
+
+class ServiceInfo(BaseModel):
+    """`GET /`."""
+
+    service: str
+    version: str
+    status: Literal["running"]
 
 
 class CallbackPayload(BaseModel):

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal, get_origin
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -147,13 +148,75 @@ class TaskSettings(_Section):
     result_ttl: int = Field(default=86400, ge=1)
 
 
+# Loose on purpose: AWS wants 3-63 lowercase characters, other stores allow more; this refuses only
+# names no store takes (and "/", which would change the request path).
+_BUCKET_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{1,254}$"
+
+
+class S3Settings(_Section):
+    """An S3-compatible object store (AWS S3, MinIO, Ceph RGW, …) for `storage.backend: s3`."""
+
+    bucket: str | None = Field(default=None, pattern=_BUCKET_NAME)
+    # Every object's key is this followed by a generated name; "" puts images at the bucket's top.
+    prefix: str = Field(default="images/", max_length=512)
+    # None: AWS itself (the region's endpoint); set it for MinIO, Ceph and other stores.
+    endpoint_url: str | None = None
+    region: str = Field(default="us-east-1", min_length=1)
+    # From the environment only; None (both): boto3's own chain (AWS_* variables, instance role, …).
+    access_key_id: SecretStr | None = None
+    secret_access_key: SecretStr | None = None
+    # path: http://host/bucket/key, which most self-hosted stores need; auto lets boto3 choose.
+    addressing_style: Literal["auto", "path", "virtual"] = "auto"
+    connect_timeout_s: float = Field(default=5.0, gt=0, le=300)
+    read_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    # Tries of one request, the first included, before the store counts as unavailable.
+    max_attempts: int = Field(default=3, ge=1, le=20)
+
+    @field_validator("prefix")
+    @classmethod
+    def _no_leading_slash(cls, value: str) -> str:
+        if value.startswith("/"):  # S3 keeps it, giving keys like "/images/…" that tools show oddly
+            raise ValueError("must not start with '/' (e.g. images/)")
+        return value
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _endpoint_is_a_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("must be an http:// or https:// URL with a host, e.g. http://minio:9000")
+        return value
+
+
 class StorageSettings(_Section):
-    backend: Literal["local"] = "local"
+    # local: files under api.upload_dir (one machine, or a shared mount); s3: the bucket below.
+    backend: Literal["local", "s3"] = "local"
     keep_images: bool = False
+    s3: S3Settings = S3Settings()
+
+    # Checks across keys of `s3` live here, not in S3Settings: an error there would be reported with
+    # the whole `s3` section as its input, credentials included.
+    @model_validator(mode="after")
+    def _s3_is_usable(self) -> StorageSettings:
+        if self.backend == "s3" and self.s3.bucket is None:
+            raise ValueError("storage.backend s3 needs storage.s3.bucket (XRAY__STORAGE__S3__BUCKET)")
+        if (self.s3.access_key_id is None) != (self.s3.secret_access_key is None):
+            raise ValueError(
+                "set both storage.s3.access_key_id and storage.s3.secret_access_key, or neither "
+                "(boto3's default credentials)"
+            )
+        return self
 
 
 class LimitsSettings(_Section):
-    max_upload_mb: float = Field(default=50, gt=0)
+    max_upload_mb: float = Field(default=50, gt=0)  # per image
+    max_batch: int = Field(default=32, ge=1, le=1000)  # tasks per POST /api/v1/batch
+    max_batch_mb: float = Field(default=200, gt=0)  # a whole batch request
+
+    @property
+    def max_batch_bytes(self) -> int:
+        return int(self.max_batch_mb * 1024 * 1024)
 
     @property
     def max_upload_bytes(self) -> int:
@@ -189,6 +252,13 @@ class SecuritySettings(_Section):
                 raise ValueError(f"the key of tenant {tenant!r} is also another tenant's: keys must differ")
             seen.add(value)
         return keys
+
+
+class MetricsSettings(_Section):
+    # The API serves GET /metrics itself; workers and delivery processes have no HTTP server of
+    # their own, so they export on these ports when set (0: not exported).
+    worker_port: int = Field(default=0, ge=0, le=65535)
+    delivery_port: int = Field(default=0, ge=0, le=65535)
 
 
 class PipelineSettings(_Section):
@@ -252,6 +322,7 @@ class Settings(BaseSettings):
     storage: StorageSettings = StorageSettings()
     limits: LimitsSettings = LimitsSettings()
     pipelines: PipelinesSettings = PipelinesSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -16,7 +16,7 @@ from server.core.clock import utc_now
 from server.core.netpolicy import CallbackPolicy, CallbackRefused, ResolutionUnavailable
 from server.core.persistence import TaskPersistence
 from server.core.status import TaskStatus
-from server.core.storage import LocalStorage
+from server.core.storage import ImageStorage
 from server.errors import (
     CallbackNotAllowed,
     DependencyUnavailable,
@@ -56,7 +56,7 @@ class Submitter:
     def __init__(
         self,
         persistence: TaskPersistence,
-        storage: LocalStorage,
+        storage: ImageStorage,
         enqueue: Enqueue,
         max_image_bytes: int,
         policy: CallbackPolicy,
@@ -80,10 +80,11 @@ class Submitter:
                 await anyio.to_thread.run_sync(image.discard)
             raise
         # One hop to a thread for all the blocking steps: file, Redis and broker.
-        await anyio.to_thread.run_sync(self._accept, task, image, tenant)
+        await anyio.to_thread.run_sync(self.accept, task, image, tenant)
         return AnalyzeResponse(taskId=task.taskId)
 
-    def _accept(self, task: AnalyzeRequest, image: UploadedImage, tenant: str) -> None:
+    def accept(self, task: AnalyzeRequest, image: UploadedImage, tenant: str) -> None:
+        """Store, claim and enqueue one validated task (blocking); undo it all and raise on any failure."""
         ref = task_ref(tenant, task.taskId)
         try:
             try:

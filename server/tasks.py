@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from functools import cache
@@ -11,15 +12,18 @@ from typing import Any
 import redis
 from celery import Task
 from celery.exceptions import Reject, TimeLimitExceeded
-from celery.signals import celeryd_init, worker_process_init, worker_ready, worker_shutdown
+from celery.signals import celeryd_init, worker_process_init, worker_process_shutdown, worker_ready, worker_shutdown
+from prometheus_client import start_http_server
 
 from server.core.liveness import Liveness, report_pipeline, run_liveness
 from server.core.outbox import CallbackOutbox
 from server.core.persistence import TaskPersistence
 from server.core.pipeline_loading import load_pipelines
-from server.core.processing import PipelineUnavailable, TaskProcessor
+from server.core.processing import ImageStoreUnavailable, PipelineUnavailable, TaskProcessor
 from server.core.status import TIMED_OUT
-from server.core.storage import LocalStorage, discard_image
+from server.core.storage import discard_image, make_storage
+from server.metrics import process_exited
+from server.metrics import registry as metrics_registry
 from server.settings import get_settings
 from server.worker import ANALYZE_TASK_NAME, celery_app, enqueue_analysis
 
@@ -52,7 +56,7 @@ def processor() -> TaskProcessor:
             logger.exception("could not report the %s pipeline's state", report.task_type)
     return TaskProcessor(
         persistence,
-        LocalStorage(settings.api.upload_dir),
+        make_storage(settings),
         pipelines,
         max_attempts=settings.worker.max_attempts,
         keep_images=settings.storage.keep_images,
@@ -64,6 +68,11 @@ def _prepare_pool_process(**_: Any) -> None:
     processor()
 
 
+@worker_process_shutdown.connect
+def _forget_pool_process(pid: int | None = None, **_: Any) -> None:
+    process_exited(pid or os.getpid())
+
+
 _liveness_stop = threading.Event()
 
 
@@ -72,7 +81,10 @@ def _start_liveness(sender: Any = None, **_: Any) -> None:
     """In the worker's main process: heartbeat, and resend tasks of workers that died."""
     settings = get_settings()
     node_name = str(getattr(sender, "hostname", "") or "")
-    liveness = Liveness(TaskPersistence(settings), node_name)
+    if settings.metrics.worker_port:
+        # The pool processes' metrics, added up, on a port of the worker's main process.
+        start_http_server(settings.metrics.worker_port, registry=metrics_registry())
+    liveness = Liveness(TaskPersistence(settings), node_name, tuple(settings.worker.queues))
 
     def stop_consuming(queue: str) -> None:
         celery_app.control.cancel_consumer(queue, destination=[node_name])
@@ -100,7 +112,7 @@ def _end_after_hard_time_limit(task_id: str) -> None:
             return
     logger.error("task %s hit the hard time limit; ended with 12004", task_id)
     if not settings.storage.keep_images:
-        discard_image(LocalStorage(settings.api.upload_dir), record)
+        discard_image(make_storage(settings), record)
 
 
 class AnalyzeTask(Task[Any, None]):
@@ -131,3 +143,5 @@ def analyze_task(self: AnalyzeTask, task_id: str) -> None:
         raise _hand_back(task_id, f"Redis unavailable ({exc})") from exc
     except PipelineUnavailable as exc:
         raise _hand_back(task_id, f"the {exc} pipeline is not loaded in this worker") from exc
+    except ImageStoreUnavailable as exc:
+        raise _hand_back(task_id, f"the image store is unavailable ({exc})") from exc

@@ -2,11 +2,13 @@
 
 The body is parsed as it arrives. The image is checked against its extension from its first bytes,
 then written to a staged file in bounded slices, so an upload of any size costs the API at most
-`FLUSH_BYTES` of memory. Nothing becomes visible in storage until the caller commits.
+`FLUSH_BYTES` of memory. Nothing becomes visible in storage until the caller commits, and a commit
+first checks the whole file's header and end (`server.imagecheck`).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,9 +18,12 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 from starlette.requests import Request
 
-from server.core.storage import LocalStorage, StagedImage
+from server.core.storage import ImageStorage, StagedImage
 from server.errors import RequestInvalid, StorageUnavailable, UploadTooLarge
+from server.imagecheck import inspect_image
 from server.imageformat import SNIFF_BYTES, check_content, extension_of
+
+logger = logging.getLogger(__name__)
 
 IMAGE_FIELD = "image"
 FLUSH_BYTES = 1024 * 1024
@@ -32,7 +37,7 @@ FORM_OVERHEAD_BYTES = MAX_TEXT_FIELDS * MAX_TEXT_FIELD_BYTES
 class UploadedImage:
     """An image received in full but not yet committed to storage."""
 
-    storage: LocalStorage
+    storage: ImageStorage
     key: str
     extension: str
     filename: str
@@ -60,25 +65,40 @@ class UploadedImage:
         self._pending_bytes = 0
 
     def commit(self) -> None:
-        """Make the image readable under its key (blocking)."""
+        """Check the whole image (`UnsupportedImage`), then make it readable under its key (blocking)."""
         self.flush()
         if self._staged is not None:  # always true after flush(); says so to the type checker
+            self._staged.flush()
+            # Judged while still staged: a refused image never appears under its key, and the
+            # caller's discard() removes it. Header-only, as this runs once per request.
+            inspect_image(self._staged.path, self.extension)
             self._staged.commit()
         self._committed = True
 
     def discard(self) -> None:
-        """Remove every trace of the image, committed or not (blocking)."""
-        if self._committed:
-            self.storage.delete(self.key)
-        elif self._staged is not None:
-            self._staged.discard()
+        """Remove every trace of the image, committed or not (blocking); never raises for the store.
+
+        It runs while another error is on its way to the client: that error, not a failing
+        delete, is what the client must see.
+        """
         self._pending.clear()
+        try:
+            if self._committed:
+                self.storage.delete(self.key)
+            elif self._staged is not None:
+                self._staged.discard()
+        except OSError as exc:
+            logger.warning("could not remove refused upload %s: %s", self.key, exc)
 
 
 @dataclass
 class AnalyzeForm:
     fields: dict[str, str]
-    image: UploadedImage | None
+    images: list[UploadedImage]
+
+    @property
+    def image(self) -> UploadedImage | None:
+        return self.images[0] if self.images else None
 
 
 @dataclass
@@ -123,19 +143,31 @@ class _Events:
 
 
 class AnalyzeFormReader:
-    """Reads one request's form; `before_image` may reject the request before any byte is stored."""
+    """Reads one request's form; `before_image` may reject the request before any byte is stored.
+
+    One image by default (analyze); a batch allows up to `max_images`, each a part named `image`,
+    told apart by filename, and a larger body and text fields.
+    """
 
     def __init__(
         self,
-        storage: LocalStorage,
+        storage: ImageStorage,
         max_image_bytes: int,
         before_image: Callable[[dict[str, str]], None] | None = None,
+        *,
+        max_images: int = 1,
+        max_text_bytes: int = MAX_TEXT_FIELD_BYTES,
+        body_limit: int | None = None,
     ) -> None:
         self.storage = storage
         self.max_image_bytes = max_image_bytes
         self.before_image = before_image
+        self.max_images = max_images
+        self.max_text_bytes = max_text_bytes
         self.fields: dict[str, str] = {}
-        self.image: UploadedImage | None = None
+        self.images: list[UploadedImage] = []
+        self._current: UploadedImage | None = None  # the image whose part is being read
+        self.body_limit = body_limit or max_image_bytes + FORM_OVERHEAD_BYTES
         self._part = _Part()
         self._head = bytearray()
         self._head_checked = False
@@ -143,9 +175,13 @@ class AnalyzeFormReader:
         self._part_open = False
 
     async def read(self, request: Request) -> AnalyzeForm:
+        await self._read_body(request)
+        return AnalyzeForm(self.fields, self.images)
+
+    async def _read_body(self, request: Request) -> None:
         events = _Events()
         parser = self._parser(request, events)
-        limit = self.max_image_bytes + FORM_OVERHEAD_BYTES
+        limit = self.body_limit
         received = 0
         try:
             async for chunk in request.stream():
@@ -167,7 +203,6 @@ class AnalyzeFormReader:
         except BaseException:  # a client that went away included: leave no file behind
             await self._discard()
             raise
-        return AnalyzeForm(self.fields, self.image)
 
     def _parser(self, request: Request, events: _Events) -> MultipartParser:
         content_type, options = parse_options_header(request.headers.get("content-type", ""))
@@ -175,8 +210,8 @@ class AnalyzeFormReader:
         if content_type != b"multipart/form-data" or not boundary:
             raise RequestInvalid("the body must be multipart/form-data with a boundary")
         declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_image_bytes + FORM_OVERHEAD_BYTES:
-            raise UploadTooLarge(f"the request declares {declared} bytes; the limit is {self.max_image_bytes} bytes")
+        if declared.isdigit() and int(declared) > self.body_limit:
+            raise UploadTooLarge(f"the request declares {declared} bytes; the limit is {self.body_limit} bytes")
         # No max_size: past it the parser truncates silently; read() enforces the limit itself.
         return MultipartParser(boundary, events.callbacks())  # type: ignore[arg-type]
 
@@ -198,6 +233,7 @@ class AnalyzeFormReader:
             name=name, filename=None if raw_filename is None else raw_filename.decode("utf-8", "replace")
         )
         self._part_open = True
+        self._current = None
         if self._part.filename is None:
             if name == IMAGE_FIELD:
                 raise RequestInvalid(f"{IMAGE_FIELD!r} must be a file part with a filename (it was sent as text)")
@@ -207,20 +243,24 @@ class AnalyzeFormReader:
             return
         if name != IMAGE_FIELD:
             raise RequestInvalid(f"unexpected file field {name!r}; the image goes in {IMAGE_FIELD!r}")
-        if self.image is not None:
-            raise RequestInvalid("only one image per request")
+        if len(self.images) >= self.max_images:
+            limit = "only one image" if self.max_images == 1 else f"at most {self.max_images} images"
+            raise RequestInvalid(f"{limit} per request")
         extension = extension_of(self._part.filename)
-        if self.before_image is not None:
+        if self.before_image is not None and not self.images:
             self.before_image(self.fields)
-        self.image = UploadedImage(self.storage, self.storage.new_key(extension), extension, self._part.filename)
+        self._current = UploadedImage(self.storage, self.storage.new_key(extension), extension, self._part.filename)
+        self.images.append(self._current)
+        self._head = bytearray()
+        self._head_checked = False
 
     async def _part_data(self, data: memoryview) -> None:
         if self._part.filename is None:
             self._part.text += data
-            if len(self._part.text) > MAX_TEXT_FIELD_BYTES:
-                raise RequestInvalid(f"form field {self._part.name!r} is longer than {MAX_TEXT_FIELD_BYTES} bytes")
+            if len(self._part.text) > self.max_text_bytes:
+                raise RequestInvalid(f"form field {self._part.name!r} is longer than {self.max_text_bytes} bytes")
             return
-        image = self.image
+        image = self._current
         if image is None:  # a file part other than the image was refused when it began
             return
         if image.size + len(data) > self.max_image_bytes:
@@ -239,14 +279,14 @@ class AnalyzeFormReader:
                 self.fields.setdefault(self._part.name, self._part.text.decode("utf-8"))
             except UnicodeDecodeError:
                 raise RequestInvalid(f"form field {self._part.name!r} is not UTF-8 text") from None
-        elif self.image is not None and not self._head_checked:
-            self._check_head(self.image)
+        elif self._current is not None and not self._head_checked:
+            self._check_head(self._current)
 
     def _check_head(self, image: UploadedImage) -> None:
         check_content(image.extension, bytes(self._head))
         self._head_checked = True
 
     async def _discard(self) -> None:
-        if self.image is not None:
+        for image in self.images:
             with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(self.image.discard)
+                await anyio.to_thread.run_sync(image.discard)

@@ -71,3 +71,9 @@ def enqueue_analysis(task_id: str, task_type: str) -> None:
     celery_app.send_task(
         ANALYZE_TASK_NAME, args=[task_id], queue=task_type, task_id=task_id, argsrepr=repr([task_id]), kwargsrepr="{}"
     )
+
+
+def broker_ping(timeout_s: int = 1) -> None:
+    """Raise unless the broker accepts a connection within `timeout_s` (for health checks)."""
+    with celery_app.connection_for_write() as connection:
+        connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=timeout_s)

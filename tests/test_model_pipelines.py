@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from pipelines.base import PipelineLoadError
@@ -18,7 +19,7 @@ from pipelines.image import PixelSpacing, SpacingSource
 from pipelines.pano import PanoPipeline
 from server.embedded_redis import EmbeddedRedis
 from tests.conftest import new_stack
-from tests.support.images import dicom_bytes, image_bytes, jpeg_bytes, png16_bytes
+from tests.support.images import dicom_bytes, image_bytes, jpeg_bytes, png16_bytes, png_with_corrupt_data
 from tests.support.onnx_models import detector_card, detector_model, heatmap_card, heatmap_model, write_card
 from tests.support.receiver import CallbackReceiver
 from tests.support.stack import KEY_PREFIX, Stack, wait_until
@@ -301,12 +302,12 @@ def test_each_pool_process_loads_its_models_once(model_stack: Stack, receiver: C
 
 
 def test_an_undecodable_image_ends_with_12003(stack: Stack, receiver: CallbackReceiver) -> None:
-    truncated = jpeg_bytes((300, 200))[:400]  # the JPEG magic passes the API's sniffing
-    task_id = stack.submit(receiver.url(), "pano", ("cut.jpg", truncated))
+    # Its header and ending pass the API's checks; only decoding the pixels finds the damage.
+    task_id = stack.submit(receiver.url(), "pano", ("bad.png", png_with_corrupt_data()))
     payload = receiver.wait_for(task_id)[0].json
     assert payload["status"] == "failed"
     assert payload["error"]["code"] == 12003
-    assert "truncated" in payload["error"]["message"]
+    assert "corrupt" in payload["error"]["message"]
     assert stack.stored_files() == []
 
 
@@ -344,6 +345,13 @@ def test_a_pipeline_that_fails_to_load_leaves_its_tasks_for_a_healthy_worker(
         (reports_key,) = stack.redis().keys(f"{KEY_PREFIX}worker:*:pipelines")
         report = json.loads(stack.redis().hget(reports_key, "pano") or "{}")
         assert report["loaded"] is False and "weights.bin is missing" in report["error"]
+
+        def workers() -> dict[str, Any]:
+            checks: dict[str, Any] = httpx.get(f"{stack.base_url}/health", timeout=10).json()["checks"]
+            return dict(checks["workers"])
+
+        wait_until(lambda: workers()["pano"] == {"ok": False, "live": 0, "pipelineFailed": 1})
+        assert workers()["ceph"]["ok"] is True
         pano_id = stack.submit(receiver.url(), "pano")
         ceph_id = stack.submit(receiver.url(), "ceph")  # its pipeline loaded: still served
         assert receiver.wait_for(ceph_id)[0].json["status"] == "succeeded"

@@ -124,10 +124,10 @@ def test_json_logs_are_one_object_per_line(capsys: pytest.CaptureFixture[str]) -
 
 def test_each_request_gets_one_access_log_line(cors_api: Stack) -> None:
     marker = uuid.uuid4().hex
-    httpx.get(f"{cors_api.base_url}/health?secret={marker}")
+    httpx.get(f"{cors_api.base_url}/livez?secret={marker}")
     httpx.get(f"{cors_api.base_url}/api/v1/task/{marker}")
     wait_until(lambda: f"/api/v1/task/{marker} 404" in cors_api.log("api"))
     log = cors_api.log("api")
-    assert "server.access: GET /health 200 " in log
-    assert marker not in log.split("GET /health 200", 1)[1].splitlines()[0]  # no query string
+    assert "server.access: GET /livez 200 " in log
+    assert marker not in log.split("GET /livez 200", 1)[1].splitlines()[0]  # no query string
     assert log.count(f"GET /api/v1/task/{marker} 404 ") == 1

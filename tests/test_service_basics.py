@@ -8,7 +8,7 @@ import httpx
 
 from server import SERVICE_NAME, __version__
 from server.settings import get_settings
-from tests.support.stack import Stack
+from tests.support.stack import Stack, wait_until
 
 
 def test_seed_step_5_root_and_health(stack: Stack) -> None:
@@ -17,10 +17,14 @@ def test_seed_step_5_root_and_health(stack: Stack) -> None:
         "version": __version__,
         "status": "running",
     }
+    wait_until(lambda: httpx.get(f"{stack.base_url}/health").status_code == 200)  # checks are cached 2 s
     for path in ("/health", "/api/v1/health"):
         response = httpx.get(f"{stack.base_url}{path}")
         assert response.status_code == 200
-        assert response.json() == {"status": "healthy", "service": "api"}
+        body = response.json()
+        # The seed's body, and what was checked beside it.
+        assert {key: body[key] for key in ("status", "service")} == {"status": "healthy", "service": "api"}
+        assert set(body["checks"]) == {"redis", "broker", "workers"}
 
 
 def test_seed_step_6_celery_is_configured_for_at_least_once_delivery(stack: Stack) -> None:

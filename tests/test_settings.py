@@ -149,3 +149,56 @@ def test_each_task_type_selects_its_pipeline_from_the_environment(monkeypatch: p
     assert pipelines.pano.model.parts[-2:] == ("models", "pano.onnx")
     ceph = pipelines.for_task_type("ceph")
     assert (ceph.kind, ceph.class_, ceph.options) == ("class", "my_models.ceph:MyCeph", {"weights": "/w.bin"})
+
+
+def test_the_s3_storage_backend_is_configured_from_nested_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XRAY__STORAGE__BACKEND", "s3")
+    monkeypatch.setenv("XRAY__STORAGE__S3__BUCKET", "xray-images")
+    monkeypatch.setenv("XRAY__STORAGE__S3__PREFIX", "clinic-a/")
+    monkeypatch.setenv("XRAY__STORAGE__S3__ENDPOINT_URL", "http://minio.internal:9000")
+    monkeypatch.setenv("XRAY__STORAGE__S3__ADDRESSING_STYLE", "path")
+    monkeypatch.setenv("XRAY__STORAGE__S3__MAX_ATTEMPTS", "5")
+    monkeypatch.setenv("XRAY__STORAGE__S3__ACCESS_KEY_ID", "AKIAEXAMPLE")
+    monkeypatch.setenv("XRAY__STORAGE__S3__SECRET_ACCESS_KEY", "s3cret-key-value")
+    storage = load_settings().storage
+    assert storage.backend == "s3"
+    s3 = storage.s3
+    assert (s3.bucket, s3.prefix, s3.endpoint_url) == ("xray-images", "clinic-a/", "http://minio.internal:9000")
+    assert (s3.addressing_style, s3.max_attempts, s3.region) == ("path", 5, "us-east-1")
+    assert s3.secret_access_key is not None and s3.secret_access_key.get_secret_value() == "s3cret-key-value"
+    assert "s3cret-key-value" not in repr(load_config())
+
+
+def test_the_shipped_file_keeps_local_storage_and_no_credentials() -> None:
+    s3 = load_settings().storage.s3
+    assert load_settings().storage.backend == "local"
+    assert (s3.bucket, s3.access_key_id, s3.secret_access_key, s3.endpoint_url) == (None, None, None, None)
+
+
+@pytest.mark.parametrize(
+    ("variables", "named"),
+    [
+        ({"XRAY__STORAGE__BACKEND": "s3"}, "storage.s3.bucket"),
+        ({"XRAY__STORAGE__BACKEND": "gcs"}, "storage.backend"),
+        ({"XRAY__STORAGE__S3__BUKET": "x"}, "XRAY__STORAGE__S3__BUKET"),
+        ({"XRAY__STORAGE__S3__BUCKET": "a/b"}, "storage.s3.bucket"),
+        ({"XRAY__STORAGE__S3__PREFIX": "/images/"}, "storage.s3.prefix"),
+        ({"XRAY__STORAGE__S3__ENDPOINT_URL": "minio:9000"}, "storage.s3.endpoint_url"),
+        ({"XRAY__STORAGE__S3__ADDRESSING_STYLE": "dns"}, "storage.s3.addressing_style"),
+        ({"XRAY__STORAGE__S3__MAX_ATTEMPTS": "0"}, "storage.s3.max_attempts"),
+        ({"XRAY__STORAGE__S3__ACCESS_KEY_ID": "AKIAEXAMPLE"}, "storage.s3.secret_access_key"),
+        ({"XRAY__STORAGE__S3__SECRET_ACCESS_KEY": "AKIAEXAMPLE"}, "storage.s3.access_key_id"),
+        ({"XRAY__STORAGE__BACKEND": "s3", "XRAY__STORAGE__S3__SECRET_ACCESS_KEY": "AKIAEXAMPLE"}, "storage.s3"),
+    ],
+)
+def test_a_bad_storage_setting_is_one_error_naming_it(
+    monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], named: str
+) -> None:
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as raised:
+        load_settings()
+    message = str(raised.value)
+    assert named in message
+    assert message.count("\n") == 0
+    assert "AKIAEXAMPLE" not in message

@@ -14,7 +14,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, cast
+
+import redis
 
 from server.core.persistence import TaskPersistence
 
@@ -72,18 +75,58 @@ def report_pipeline(persistence: TaskPersistence, node_name: str, task_type: str
         batch.execute()
 
 
+def workers_key(root_prefix: str) -> str:
+    """A hash of the workers that announced themselves: node name → the queues it consumes."""
+    return f"{root_prefix}workers"
+
+
+@dataclass(frozen=True)
+class LiveWorker:
+    node_name: str
+    queues: tuple[str, ...]
+    failed_pipelines: frozenset[str]
+
+    def serves(self, queue: str) -> bool:
+        return queue in self.queues and queue not in self.failed_pipelines
+
+
+def live_workers(client: redis.Redis, root_prefix: str) -> list[LiveWorker]:
+    """The workers whose heartbeat is current (forgetting the others), with their queues and health."""
+    announced = cast(dict[str, str], client.hgetall(workers_key(root_prefix)))
+    nodes = sorted(announced)
+    with client.pipeline(transaction=False) as batch:
+        for node in nodes:
+            batch.exists(f"{root_prefix}worker:{node}")
+            batch.hgetall(pipelines_key(root_prefix, node))
+        answers = batch.execute()
+    live, dead = [], []
+    for index, node in enumerate(nodes):
+        beating, reports = answers[2 * index], answers[2 * index + 1]
+        if not beating:
+            dead.append(node)
+            continue
+        failed = frozenset(t for t, raw in reports.items() if not json.loads(raw).get("loaded"))
+        live.append(LiveWorker(node, tuple(json.loads(announced[node]).get("queues", ())), failed))
+    if dead:
+        client.hdel(workers_key(root_prefix), *dead)
+    return live
+
+
 class Liveness:
-    def __init__(self, persistence: TaskPersistence, node_name: str) -> None:
+    def __init__(self, persistence: TaskPersistence, node_name: str, queues: tuple[str, ...] = ()) -> None:
         self.persistence = persistence
         self.node_name = node_name
         self.heartbeat_prefix = f"{persistence.root_prefix}worker:"
         self.pipelines_key = pipelines_key(persistence.root_prefix, node_name)
+        self.workers_key = workers_key(persistence.root_prefix)
+        self.announcement = json.dumps({"queues": list(queues)})
         self._reap = persistence.redis_client.register_script(_REAP)
 
     def beat(self) -> None:
         with self.persistence.redis_client.pipeline(transaction=False) as batch:
             batch.set(self.heartbeat_prefix + self.node_name, "alive", ex=HEARTBEAT_TTL_S)
             batch.expire(self.pipelines_key, HEARTBEAT_TTL_S)
+            batch.hset(self.workers_key, self.node_name, self.announcement)
             batch.execute()
 
     def failed_pipelines(self) -> dict[str, str]:
@@ -97,7 +140,10 @@ class Liveness:
         return failed
 
     def stop(self) -> None:
-        self.persistence.redis_client.delete(self.heartbeat_prefix + self.node_name, self.pipelines_key)
+        with self.persistence.redis_client.pipeline(transaction=False) as batch:
+            batch.delete(self.heartbeat_prefix + self.node_name, self.pipelines_key)
+            batch.hdel(self.workers_key, self.node_name)
+            batch.execute()
 
     def orphans(self) -> list[tuple[str, str]]:
         """(task id, task type) of tasks whose worker died; each is handed to one caller only."""

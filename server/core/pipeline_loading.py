@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pipelines.base import Pipeline, PipelineLoadError
 from pipelines.ceph import CephPipeline, MockCephPipeline
 from pipelines.pano import MockPanoPipeline, PanoPipeline
+from server.metrics import PIPELINE_LOAD
 from server.settings import PipelineSettings, PipelinesSettings
 
 logger = logging.getLogger(__name__)
@@ -83,6 +84,7 @@ def load_pipelines(
             continue
         seconds = time.perf_counter() - started
         logger.info("pipeline %s (%s) loaded in %.2f s", task_type, kind, seconds)
+        PIPELINE_LOAD.labels(task_type, kind).set(seconds)
         loaded[task_type] = pipeline
         reports.append(LoadReport(task_type, kind, True, seconds))
     return loaded, reports

@@ -23,8 +23,9 @@ from server.core.clock import utc_now
 from server.core.outbox import CallbackOutbox
 from server.core.persistence import TaskPersistence
 from server.core.status import TIMED_OUT, Outcome, TaskStatus
-from server.core.storage import ImageMissing, LocalStorage, discard_image
+from server.core.storage import ImageMissing, ImageStorage, discard_image
 from server.errors import ErrorCode
+from server.metrics import TASK_DURATION, TASKS
 
 logger = logging.getLogger(__name__)
 
@@ -33,11 +34,21 @@ class PipelineUnavailable(Exception):
     """This process has no loaded pipeline for the task's type: another worker should run it."""
 
 
-def load_image(storage: LocalStorage, record: Mapping[str, Any]) -> DecodedImage:
+class ImageStoreUnavailable(Exception):
+    """The image store could not be read (not: the image is missing); the task should run later."""
+
+
+def load_image(storage: ImageStorage, record: Mapping[str, Any]) -> DecodedImage:
     """The task's image, decoded; `ImageMissing` when it is gone, `ImageDecodeError` when unusable."""
     if "imageKey" in record:
         key: str = record["imageKey"]
-        return decode_image(storage.read_bytes(key), key[key.rindex(".") :].lower())
+        try:
+            data = storage.read_bytes(key)
+        except ImageMissing:
+            raise
+        except OSError as exc:  # the store is down or refusing: not the client's fault, nor final
+            raise ImageStoreUnavailable(str(exc)) from exc
+        return decode_image(data, key[key.rindex(".") :].lower())
     path = Path(record.get("imagePath") or "")
     try:
         data = path.read_bytes()
@@ -50,7 +61,7 @@ class TaskProcessor:
     def __init__(
         self,
         persistence: TaskPersistence,
-        storage: LocalStorage,
+        storage: ImageStorage,
         pipelines: Mapping[str, Pipeline],
         *,
         max_attempts: int,
@@ -104,12 +115,17 @@ class TaskProcessor:
             logger.info("task %s was ended elsewhere; discarding this result (%.1f ms)", task_id, took_ms)
             return None
         logger.info("task %s %s in %.1f ms", task_id, outcome.status, took_ms)
+        task_type = str(record.get("taskType"))
+        TASKS.labels(task_type, outcome.status).inc()
+        TASK_DURATION.labels(task_type, outcome.status).observe(took_ms / 1000)
         return outcome.status
 
     def _infer(self, task_id: str, record: Mapping[str, Any]) -> Outcome:
         try:
             image = load_image(self.storage, record)
             result = self.pipelines[record["taskType"]].predict(image)
+        except ImageStoreUnavailable:
+            raise  # the caller hands the message back; the task runs when the store is back
         except ImageMissing:
             logger.error("task %s: image not found", task_id)
             return Outcome.failure(ErrorCode.IMAGE_NOT_FOUND, "Image file not found")

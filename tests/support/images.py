@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import random
+import struct
+import zlib
 
 from PIL import Image
 from pydicom.data import get_testdata_file
@@ -69,3 +72,72 @@ def dicom_bytes(
     buffer = io.BytesIO()
     dataset.save_as(buffer, enforce_file_format=True)
     return buffer.getvalue()
+
+
+def noisy_image_bytes(fmt: str = "JPEG", size: tuple[int, int] = (600, 400)) -> bytes:
+    """Pseudo-random grey pixels: compresses badly, so most of the file is entropy-coded data."""
+    picture = Image.frombytes("L", size, random.Random(1234).randbytes(size[0] * size[1]))  # noqa: S311 - test data
+    buffer = io.BytesIO()
+    picture.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def png_claiming_size(width: int, height: int) -> bytes:
+    """A small real PNG whose IHDR claims `width` x `height` (CRC recomputed, so it parses)."""
+    data = bytearray(image_bytes("PNG"))
+    assert data[12:16] == b"IHDR"
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    return bytes(data)
+
+
+def jpeg_claiming_size(width: int, height: int) -> bytes:
+    """A small real baseline JPEG whose SOF0 header claims `width` x `height`."""
+    data = bytearray(jpeg_bytes())
+    sof = data.index(b"\xff\xc0")  # FF C0, length (2), precision (1), height (2), width (2)
+    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+def dicom_without_pixel_data(name: str = "CT_small.dcm") -> bytes:
+    """A pydicom sample with its PixelData element removed, saved as a proper Part 10 file."""
+    from pydicom import dcmread
+
+    dataset = dcmread(io.BytesIO(sample_dicom_bytes(name)))
+    del dataset.PixelData
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def bmp_claiming_size(width: int, height: int) -> bytes:
+    """A small real BMP (BITMAPINFOHEADER) whose header claims `width` x `height`."""
+    data = bytearray(image_bytes("BMP"))
+    assert struct.unpack_from("<I", data, 14) == (40,)
+    struct.pack_into("<ii", data, 18, width, height)
+    return bytes(data)
+
+
+def dicom_claiming_size(width: int, height: int, name: str = "CT_small.dcm") -> bytes:
+    """A pydicom sample whose Rows and Columns claim `width` x `height` (the pixel data is unchanged)."""
+    from pydicom import dcmread
+
+    dataset = dcmread(io.BytesIO(sample_dicom_bytes(name)))
+    dataset.Rows, dataset.Columns = height, width
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def png_with_corrupt_data(size: tuple[int, int] = (300, 200)) -> bytes:
+    """A PNG whose header, chunk CRCs and IEND are intact but whose compressed pixel data is garbage.
+
+    Passes every check made at submit; only decoding (the worker, 12003) finds it.
+    """
+    data = bytearray(noisy_image_bytes("PNG", size))
+    at = data.index(b"IDAT")
+    (length,) = struct.unpack_from(">I", data, at - 4)
+    start, end = at + 4 + 2, at + 4 + length  # keep the 2-byte zlib header, invert the deflate stream
+    data[start:end] = bytes(255 - value for value in data[start:end])
+    struct.pack_into(">I", data, end, zlib.crc32(bytes(data[at:end])))
+    return bytes(data)

@@ -74,7 +74,7 @@ class Stack:
         deadline = time.monotonic() + timeout_s
         while True:
             try:
-                if httpx.get(f"{self.base_url}/health", timeout=1).status_code == 200:
+                if httpx.get(f"{self.base_url}/livez", timeout=1).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
