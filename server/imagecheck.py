@@ -38,6 +38,10 @@ MAX_IMAGE_PIXELS: Final = 50_000_000
 # How much of the file's end is searched for the end-of-image marker.
 TAIL_BYTES: Final = 64 * 1024
 _ZEROS: Final = bytes(TAIL_BYTES)
+# Zero padding after the end marker is stepped over up to this much; a file padded further is not
+# checked for truncation here (the worker's full decode still is), so a request never pays for
+# reading megabytes of padding.
+MAX_PADDING_BYTES: Final = TAIL_BYTES
 # pydicom skips over values longer than this, so native (uncompressed) pixel data is located, not
 # loaded. Encapsulated (compressed) pixel data has no length to skip by: pydicom reads it through to
 # its delimiter, at most the upload limit, still without decoding it.
@@ -105,19 +109,21 @@ def _inspect_pillow(fp: BinaryIO, name: str) -> None:
     except Exception as exc:  # a parser fed hostile bytes can raise anything
         raise UnsupportedImage("image could not be read") from exc
     _check_dimensions(width, height)
+    if name == "BMP":
+        _check_bmp_length(fp, width, height)
+        return
+    tail = _tail(fp)
+    if tail is None:
+        return  # padded beyond what is worth reading on the request path; the worker still decodes it
     if name == "JPEG":
-        tail = _tail(fp)
         # Entropy-coded data never holds FF D9 or FF DA (every FF there is stuffed or a restart
         # marker), so the last EOI must follow the last scan's start. Both can be beyond the tail
         # in a progressive file; an EOI alone is then enough.
         end = tail.rfind(_JPEG_EOI)
         if end < 0 or end < tail.rfind(_JPEG_SOS):
             raise UnsupportedImage("image is truncated: the JPEG has no end-of-image marker after its data")
-    elif name == "PNG":
-        if _PNG_IEND not in _tail(fp):
-            raise UnsupportedImage("image is truncated: the PNG has no IEND chunk")
-    else:
-        _check_bmp_length(fp, width, height)
+    elif _PNG_IEND not in tail:
+        raise UnsupportedImage("image is truncated: the PNG has no IEND chunk")
 
 
 def _bomb_size(fp: BinaryIO, name: str) -> tuple[int, int]:
@@ -136,14 +142,17 @@ def _bomb_size(fp: BinaryIO, name: str) -> tuple[int, int]:
         raise UnsupportedImage(f"image too large: exceeds the {MAX_IMAGE_PIXELS}-pixel limit") from None
 
 
-def _tail(fp: BinaryIO) -> bytes:
-    """The last `TAIL_BYTES` of the file before any trailing zero bytes.
+def _tail(fp: BinaryIO) -> bytes | None:
+    """The last `TAIL_BYTES` of the file before any trailing zero bytes; None past `MAX_PADDING_BYTES` of them.
 
-    Some writers (and the benchmark) pad a file with zeros after its end marker, possibly more than
-    `TAIL_BYTES` of them; the padding is stepped over in blocks, so its cost is a read of it.
+    Some writers (and the benchmark) pad a file with zeros after its end marker; the padding is
+    stepped over in blocks, so its cost is a read of it — bounded here.
     """
     end = fp.seek(0, os.SEEK_END)
+    file_end = end
     while end > 0:
+        if file_end - end > MAX_PADDING_BYTES:
+            return None
         start = max(0, end - TAIL_BYTES)
         fp.seek(start)
         block = fp.read(end - start)

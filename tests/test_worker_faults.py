@@ -128,3 +128,25 @@ def test_sigterm_gives_a_long_task_back_to_the_queue_promptly(
         assert stack.record(task_id)["attempts"] == 2
     finally:
         stack.stop()
+
+
+def test_the_hard_time_limit_ends_a_task_that_ignores_the_soft_one(
+    redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory, receiver: CallbackReceiver
+) -> None:
+    stack = started_stack(
+        redis_server,
+        tmp_path_factory,
+        XRAY__PIPELINES__PANO__CLASS="tests.support.custom_pipeline:StubbornPipeline",
+        XRAY__WORKER__TASK_SOFT_TIME_LIMIT_S="1",
+        XRAY__WORKER__TASK_TIME_LIMIT_S="3",
+    )
+    try:
+        task_id = stack.submit(receiver.url())
+        payload = receiver.wait_for(task_id, timeout_s=30)[0].json
+        assert payload["error"] == {"code": 12004, "message": "Task timed out"}
+        assert "hit the hard time limit" in stack.log("worker")
+        wait_until(lambda: not (stack.upload_dir / stack.record(task_id)["imageKey"]).exists())
+        # The killed pool process was replaced: the worker still serves.
+        assert receiver.wait_for(stack.submit(receiver.url(), "ceph"))[0].json["status"] == "succeeded"
+    finally:
+        stack.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 from pipelines.image import DecodedImage
@@ -39,3 +40,26 @@ class BrokenPipeline:
 
     def predict(self, image: DecodedImage) -> dict[str, Any]:
         raise AssertionError("never called: load() failed")
+
+
+class StubbornPipeline:
+    """Ignores the soft time limit and keeps going: only the hard limit (the process killed) stops it."""
+
+    task_type = "pano"
+
+    def __init__(self, seconds: float = 30.0) -> None:
+        self.seconds = seconds
+
+    def load(self) -> None:
+        """Nothing to load."""
+
+    def predict(self, image: DecodedImage) -> dict[str, Any]:
+        from celery.exceptions import SoftTimeLimitExceeded
+
+        deadline = time.monotonic() + self.seconds
+        while time.monotonic() < deadline:
+            try:
+                time.sleep(0.05)
+            except SoftTimeLimitExceeded:
+                continue  # a model that cannot be interrupted behaves like this
+        return {"model": {"name": "stubborn", "version": "1", "backend": "class"}}
