@@ -272,13 +272,19 @@ def model_stack(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFa
     stack.stop()
 
 
-def test_pano_model_result_reaches_the_receiver(model_stack: Stack, receiver: CallbackReceiver) -> None:
-    size = (1450, 750)
-    task_id = model_stack.submit(receiver.url(), "pano", ("pano.jpg", jpeg_bytes(size)))
+@pytest.mark.parametrize(
+    ("name", "fmt", "size"),
+    [("pano.jpg", "JPEG", (1450, 750)), ("tall.png", "PNG", (600, 900)), ("square.bmp", "BMP", (800, 800))],
+)
+def test_pano_model_result_reaches_the_receiver(
+    model_stack: Stack, receiver: CallbackReceiver, name: str, fmt: str, size: tuple[int, int]
+) -> None:
+    task_id = model_stack.submit(receiver.url(), "pano", (name, image_bytes(fmt, size)))
     payload = receiver.wait_for(task_id)[0].json
     assert payload["status"] == "succeeded", payload
     assert_pano_result(payload["data"], size, (640, 640))
-    assert payload["data"]["image"]["format"] == "jpeg"
+    assert payload["data"]["image"]["format"] == fmt.lower()
+    assert (payload["data"]["image"]["width"], payload["data"]["image"]["height"]) == size
 
 
 def test_ceph_model_result_reaches_the_receiver(model_stack: Stack, receiver: CallbackReceiver) -> None:
