@@ -28,7 +28,9 @@ import psutil
 import redis
 
 from bench.loadgen import run_load, summary_ms
+from server.core.persistence import task_key
 from server.embedded_redis import EmbeddedRedis, free_port
+from server.settings import RedisSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 KB = 1024
@@ -84,12 +86,15 @@ def cpu_seconds(processes: dict[str, subprocess.Popen[bytes]]) -> dict[str, floa
     return totals
 
 
+DEFAULT_KEY_PREFIX = RedisSettings().key_prefix  # the runner's services keep the default
+
+
 def queue_wait_ms(redis_server: EmbeddedRedis, task_ids: list[str]) -> dict[str, float]:
     """Accepted → started, from the task records (`createdAt`, `startedAt`)."""
     client = redis.Redis(host=redis_server.host, port=redis_server.port, decode_responses=True)
     with client, client.pipeline(transaction=False) as batch:
         for task_id in task_ids:
-            batch.hmget(f"xray:task:{task_id}", "createdAt", "startedAt")
+            batch.hmget(task_key(DEFAULT_KEY_PREFIX, task_id), "createdAt", "startedAt")
         answers = batch.execute()
     waits = [
         (datetime.fromisoformat(json.loads(started)) - datetime.fromisoformat(json.loads(created))).total_seconds()
@@ -203,10 +208,9 @@ def main() -> int:
             process.wait(30)
         redis_server.stop()
     if args.pipelines:
-        from bench.pipelines import ceph_figures, pano_figures
+        from bench.pipelines import figures as pipeline_figures
 
-        with tempfile.TemporaryDirectory(prefix="xray-bench-pipelines-") as folder:
-            results["pipelines"] = {"pano": pano_figures(Path(folder)), "ceph": ceph_figures(Path(folder))}
+        results["pipelines"] = pipeline_figures()
     print(json.dumps(results, indent=2))
     out = PROJECT_ROOT / "tmp" / "bench"
     out.mkdir(parents=True, exist_ok=True)

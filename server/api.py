@@ -138,8 +138,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "set XRAY__SECURITY__API_KEYS to require keys"
             )
         app.state.lifecycle = TaskLifecycle(persistence, storage, keep_images=settings.storage.keep_images)
-        cfg = settings.callback
-        policy = CallbackPolicy.of(cfg.allow_private_networks, cfg.allowed_cidrs, cfg.allowed_hosts)
+        policy = CallbackPolicy.from_settings(settings.callback)
         app.state.submitter = Submitter(
             persistence, storage, enqueue_analysis, settings.limits.max_upload_bytes, policy
         )

@@ -89,8 +89,8 @@ class BatchSubmitter:
             by_name.setdefault(image.filename, image)  # a repeated filename: the first part counts
         used: set[str] = set()
         results = [self._accept_one(item, by_name, used, tenant) for item in items]
-        _discard_all([image for name, image in by_name.items() if name not in used])
-        _discard_all([image for image in images if by_name.get(image.filename) is not image])
+        # An image no item took (unnamed, or a second part under a name already taken) is not kept.
+        _discard_all([image for image in images if image.filename not in used or by_name[image.filename] is not image])
         accepted = sum(result.status == "accepted" for result in results)
         logger.info("batch of %d: %d accepted, %d rejected", len(results), accepted, len(results) - accepted)
         return BatchResponse(accepted=accepted, rejected=len(results) - accepted, items=results)

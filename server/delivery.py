@@ -16,12 +16,13 @@ import logging
 import time
 from typing import Any
 
-from server.core.callback import CallbackSender, DeliveryAttempt
+from server.core.callback import ATTEMPT_TIMEOUTS, CallbackSender, DeliveryAttempt
 from server.core.clock import iso_utc, utc_now
 from server.core.netpolicy import Resolver, system_resolver
 from server.core.outbox import DeliveryQueue
 from server.core.persistence import async_redis_client, decode_fields
 from server.core.retry import next_delay
+from server.core.signing import webhook_id
 from server.core.status import TERMINAL_STATUSES, CallbackStatus
 from server.metrics import CALLBACK_ATTEMPTS
 from server.settings import Settings
@@ -30,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 POLL_S = 1.0  # how often not-yet-due retries are looked for, at most
 # A claim lasts longer than an attempt can: connect, write and read each get callback.timeout.
-LEASE_TIMEOUTS = 4
+LEASE_TIMEOUTS = ATTEMPT_TIMEOUTS + 1
 LEASE_MARGIN_S = 5.0
 
 
@@ -107,8 +108,8 @@ class DeliveryService:
             return
         try:
             # One webhook-id per task and tenant, the same on every attempt: receivers dedupe by it.
-            message_id = "msg_" + task_id.replace(":", "_")
-            attempt = await self.sender.deliver(record["callbackUrl"], callback_payload(task_id, record), message_id)
+            payload = callback_payload(task_id, record)
+            attempt = await self.sender.deliver(record["callbackUrl"], payload, webhook_id(task_id))
         except Exception as exc:  # counted as a failed attempt, so the schedule still ends
             logger.exception("task %s: callback attempt crashed", task_id)
             attempt = DeliveryAttempt(False, error=f"internal error: {type(exc).__name__}")

@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
+import redis
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect, Request
 
-from server.errors import ErrorCode, ServiceError
+from server.errors import DependencyUnavailable, ErrorCode, ServiceError
 from server.schemas import ErrorResponse
 
 logger = logging.getLogger(__name__)
@@ -44,6 +45,13 @@ async def _client_gone(request: Request, _: ClientDisconnect) -> JSONResponse:
     return error_response(400, ErrorCode.VALIDATION_FAILED, "Client disconnected", None)
 
 
+async def _redis_down(request: Request, exc: redis.RedisError) -> JSONResponse:
+    # Any route that reaches Redis and finds it gone: a 503 the client can retry, not a 500.
+    logger.warning("Redis unavailable on %s %s: %s", request.method, request.url.path, exc)
+    unavailable = DependencyUnavailable("the task store is unavailable; retry later")
+    return await _service_error(request, unavailable)
+
+
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     # The log gets everything; the client gets nothing internal.
     logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
@@ -55,4 +63,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(ClientDisconnect, _client_gone)  # type: ignore[arg-type]
+    app.add_exception_handler(redis.RedisError, _redis_down)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected_error)

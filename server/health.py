@@ -46,20 +46,18 @@ class HealthMonitor:
         key_prefix: str,
         ping_broker: Callable[[], None],
         queues: Sequence[str],
-        cache_s: float = CACHE_S,
     ) -> None:
         self.client = client
         self.key_prefix = key_prefix
         self.ping_broker = ping_broker
         self.queues = tuple(queues)
-        self.cache_s = cache_s
         self._lock = threading.Lock()
         self._cached: tuple[float, HealthReport] | None = None
 
     def report(self) -> HealthReport:
         with self._lock:  # concurrent requests share one round of checks
             now = time.monotonic()
-            if self._cached is None or now - self._cached[0] > self.cache_s:
+            if self._cached is None or now - self._cached[0] > CACHE_S:
                 self._cached = (now, self._check())
             return self._cached[1]
 

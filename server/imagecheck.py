@@ -156,10 +156,14 @@ def _tail(fp: BinaryIO) -> bytes | None:
         start = max(0, end - TAIL_BYTES)
         fp.seek(start)
         block = fp.read(end - start)
-        if block != _ZEROS[: len(block)]:  # a memcmp; rstrip() alone is ~5x slower on all-zero blocks
-            end = start + len(block.rstrip(b"\0"))
-            break
-        end = start
+        if block == _ZEROS[: len(block)]:  # a memcmp; rstrip() alone is ~5x slower on all-zero blocks
+            end = start
+            continue
+        content = block.rstrip(b"\0")
+        if len(content) == len(block) or start == 0:
+            return content  # the usual case: no padding, one read
+        end = start + len(content)
+        break
     start = max(0, end - TAIL_BYTES)
     fp.seek(start)
     return fp.read(end - start)

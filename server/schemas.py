@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -13,6 +12,7 @@ import idna
 import yarl
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from server.core.netpolicy import ip_literal
 from server.core.status import TaskStatus
 
 # Version 4, variant RFC 4122, canonical 8-4-4-4-12 spelling only: `uuid.UUID()` would also take
@@ -58,17 +58,9 @@ def checked_callback_url(value: str) -> str:
         raise ValueError(f"callbackUrl host is not valid: {exc}") from None
     if not sent_host:
         raise ValueError("callbackUrl must name a host")
-    if not _is_ip_literal(host) and not _is_dns_name(host):
+    if ip_literal(host) is None and not _is_dns_name(host):
         raise ValueError("callbackUrl host is not a valid DNS name")
     return value
-
-
-def _is_ip_literal(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 def _is_dns_name(host: str) -> bool:

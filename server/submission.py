@@ -46,10 +46,16 @@ def validated_fields(fields: Mapping[str, str]) -> AnalyzeRequest:
         raise RequestInvalid(problems) from None
 
 
-def _validate_if_complete(fields: Mapping[str, str]) -> None:
-    """Reject bad fields before the image is stored, when the client sent them first."""
-    if all(name in fields for name in TEXT_FIELDS):
-        validated_fields(fields)
+class _EarlyValidation:
+    """Rejects bad fields before the image is stored, when the client sent them first, and keeps
+    the result: a field repeated after the image cannot change it (the first value counts)."""
+
+    def __init__(self) -> None:
+        self.request: AnalyzeRequest | None = None
+
+    def __call__(self, fields: Mapping[str, str]) -> None:
+        if all(name in fields for name in TEXT_FIELDS):
+            self.request = validated_fields(fields)
 
 
 class Submitter:
@@ -68,13 +74,14 @@ class Submitter:
         self.max_image_bytes = max_image_bytes
 
     async def submit(self, request: Request, tenant: str = OPEN_TENANT) -> AnalyzeResponse:
-        form = await AnalyzeFormReader(self.storage, self.max_image_bytes, _validate_if_complete).read(request)
+        early = _EarlyValidation()
+        form = await AnalyzeFormReader(self.storage, self.max_image_bytes, early).read(request)
         image = form.image
         try:
             if image is None:
                 missing = [name for name in TEXT_FIELDS if name not in form.fields]
                 raise RequestInvalid(f"missing form field(s): {', '.join([*missing, IMAGE_FIELD])}")
-            task = validated_fields(form.fields)
+            task = early.request or validated_fields(form.fields)
         except BaseException:
             if image is not None:
                 await anyio.to_thread.run_sync(image.discard)

@@ -6,11 +6,10 @@ from collections.abc import Callable, Mapping
 from typing import Annotated, Any
 
 import anyio
-import redis
 from fastapi import APIRouter, Depends, Path, Request
 
 from server.auth import TenantDep, task_ref
-from server.errors import DependencyUnavailable, TaskNotFound
+from server.errors import TaskNotFound
 from server.lifecycle import TaskLifecycle
 from server.schemas import INTERNAL_ERROR, UNAUTHORIZED, TaskView, canonical_task_id, error_responses
 
@@ -53,10 +52,8 @@ async def _view(action: Callable[[str], dict[str, Any]], task_id: str, tenant: s
         canonical = canonical_task_id(task_id)
     except ValueError:
         raise TaskNotFound(f"no task {task_id!r}") from None
-    try:
-        record = await anyio.to_thread.run_sync(action, task_ref(tenant, canonical))
-    except redis.RedisError:
-        raise DependencyUnavailable("the task store is unavailable; retry later") from None
+    # Redis being down is answered 503 by the app's error handlers.
+    record = await anyio.to_thread.run_sync(action, task_ref(tenant, canonical))
     return TaskView.from_record(record)
 
 

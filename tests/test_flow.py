@@ -54,11 +54,11 @@ def test_seed_step_7_worker_runs_a_task_enqueued_by_hand(
 
 
 def test_seed_step_7_exactly_as_written_in_the_design_document(
-    stack: Stack, receiver: CallbackReceiver, persistence: TaskPersistence, tmp_path: Path
+    stack: Stack, receiver: CallbackReceiver, persistence: TaskPersistence
 ) -> None:
     from server.tasks import analyze_task
 
-    image_path = tmp_path / "test.jpg"
+    image_path = stack.upload_dir / "test.jpg"  # the seed's API saved uploads there
     # The design document writes b"fake image data"; the worker decodes images now, so that file
     # would end with 12003 (see test_model_pipelines): a real JPEG takes its place.
     image_path.write_bytes(jpeg_bytes())
@@ -77,6 +77,23 @@ def test_seed_step_7_exactly_as_written_in_the_design_document(
     assert payload["error"] is None
     assert payload["data"]["teeth"][2] == {"id": 21, "status": "caries", "confidence": 0.87}
     wait_until(lambda: not image_path.exists())
+
+
+def test_a_record_naming_a_file_outside_the_store_neither_reads_nor_deletes_it(
+    stack: Stack, receiver: CallbackReceiver, persistence: TaskPersistence, tmp_path: Path
+) -> None:
+    from server.tasks import analyze_task
+
+    outside = tmp_path / "precious.jpg"
+    outside.write_bytes(jpeg_bytes())
+    task_id = str(uuid.uuid4())
+    metadata = {"taskId": task_id, "taskType": "pano", "imagePath": str(outside), "callbackUrl": receiver.url()}
+    assert persistence.save_task(task_id, metadata)
+    analyze_task.delay(task_id)
+    assert receiver.wait_for(task_id)[0].json["error"]["code"] == 12002
+    # The worker's attempt to delete it comes after the callback is owed: wait until it was refused.
+    wait_until(lambda: f"could not delete image of task {task_id}" in stack.log("worker"))
+    assert outside.read_bytes() == jpeg_bytes()
 
 
 def test_seed_step_8_full_flow_records_the_outcome_and_deletes_the_image(

@@ -40,25 +40,26 @@ MODEL_BOXES = [
 ]
 
 
-def letterbox_to_original(
-    point: tuple[float, float], image: tuple[int, int], model: tuple[int, int]
-) -> tuple[float, float]:
-    """Where a model-input point lies in the original image (centred letterbox), worked out independently."""
+def letterbox(image: tuple[int, int], model: tuple[int, int]) -> tuple[float, float, int, int]:
+    """Scale (x, y) and padding (x, y) of a centred letterbox, worked out independently of the pipeline."""
     (width, height), (model_w, model_h) = image, model
     scale = min(model_w / width, model_h / height)
     resized_w, resized_h = round(width * scale), round(height * scale)
-    pad_x, pad_y = (model_w - resized_w) // 2, (model_h - resized_h) // 2
-    return (point[0] - pad_x) * width / resized_w, (point[1] - pad_y) * height / resized_h
+    return resized_w / width, resized_h / height, (model_w - resized_w) // 2, (model_h - resized_h) // 2
+
+
+def letterbox_to_original(
+    point: tuple[float, float], image: tuple[int, int], model: tuple[int, int]
+) -> tuple[float, float]:
+    scale_x, scale_y, pad_x, pad_y = letterbox(image, model)
+    return (point[0] - pad_x) / scale_x, (point[1] - pad_y) / scale_y
 
 
 def original_to_letterbox(
     point: tuple[float, float], image: tuple[int, int], model: tuple[int, int]
 ) -> tuple[float, float]:
-    (width, height), (model_w, model_h) = image, model
-    scale = min(model_w / width, model_h / height)
-    resized_w, resized_h = round(width * scale), round(height * scale)
-    pad_x, pad_y = (model_w - resized_w) // 2, (model_h - resized_h) // 2
-    return point[0] * resized_w / width + pad_x, point[1] * resized_h / height + pad_y
+    scale_x, scale_y, pad_x, pad_y = letterbox(image, model)
+    return point[0] * scale_x + pad_x, point[1] * scale_y + pad_y
 
 
 def model_boxes(model: tuple[int, int]) -> list[tuple[float, float, float, float, int, float]]:

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 
 from server.embedded_redis import EmbeddedRedis, free_port
@@ -54,6 +55,12 @@ def test_redis_down_is_503_and_no_file_is_left(
         assert body["detail"] and "retry later" in body["detail"]
         assert retry_after is not None
         assert stack.stored_files() == []
+        for answer in (
+            httpx.get(f"{stack.base_url}/api/v1/task/{uuid.uuid4()}", timeout=30),
+            httpx.post(f"{stack.base_url}/api/v1/task/{uuid.uuid4()}/cancel", timeout=30),
+        ):
+            assert (answer.status_code, answer.json()["code"]) == (503, 10007)
+            assert answer.headers["retry-after"]
         # Back up again: the same API serves without a restart.
         own_redis.start()
         status, body, _ = _analyze(stack)

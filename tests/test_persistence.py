@@ -58,7 +58,7 @@ def test_a_task_ends_once_and_owes_its_callback(settings: Settings, request: pyt
     task_id = str(uuid.uuid4())
     assert not outbox.end_task(task_id, Outcome(TaskStatus.SUCCEEDED))  # no such task
     persistence.claim_task(task_id, {"status": "queued", "attempts": 0, "taskType": "pano"})
-    persistence.start_attempt(task_id, {"status": "processing"}, count="attempts")
+    persistence.start_attempt(task_id, {"status": "processing"})
     assert persistence.redis_client.sismember(persistence.running_key, persistence._build_key(task_id))
     assert outbox.end_task(task_id, Outcome(TaskStatus.SUCCEEDED, data={"teeth": []}))
     assert not outbox.end_task(task_id, CANCELED)  # a second end, a cancel included, is refused
@@ -86,13 +86,13 @@ def test_start_attempt_counts_and_returns_the_record_but_never_restarts_an_ended
     persistence = TaskPersistence(settings)
     request.addfinalizer(persistence.close)
     task_id = str(uuid.uuid4())
-    assert persistence.start_attempt(task_id, {"status": "processing"}, count="attempts") is None
+    assert persistence.start_attempt(task_id, {"status": "processing"}) is None
     persistence.claim_task(task_id, {"status": "queued", "attempts": 0, "taskType": "pano"})
-    first = persistence.start_attempt(task_id, {"status": "processing", "startedAt": "t1"}, count="attempts")
+    first = persistence.start_attempt(task_id, {"status": "processing", "startedAt": "t1"})
     assert first == {"status": "processing", "attempts": 1, "taskType": "pano", "startedAt": "t1"}
-    second = persistence.start_attempt(task_id, {"status": "processing", "startedAt": "t2"}, count="attempts")
+    second = persistence.start_attempt(task_id, {"status": "processing", "startedAt": "t2"})
     assert second is not None and second["attempts"] == 2
     CallbackOutbox(persistence).end_task(task_id, Outcome(TaskStatus.FAILED))
-    ended = persistence.start_attempt(task_id, {"status": "processing", "startedAt": "t3"}, count="attempts")
+    ended = persistence.start_attempt(task_id, {"status": "processing", "startedAt": "t3"})
     assert ended is not None
     assert (ended["status"], ended["attempts"], ended["startedAt"]) == ("failed", 2, "t2")

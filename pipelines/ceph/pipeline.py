@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipelines.base import PipelineLoadError
 from pipelines.ceph.analysis import analyze
 from pipelines.ceph.landmarks import resolve_landmark
 from pipelines.image import DecodedImage
@@ -14,42 +13,41 @@ from pipelines.onnx.session import ModelRunner
 from pipelines.onnx_pipeline import OnnxPipeline
 
 
-class CephPipeline(OnnxPipeline):
+class CephPipeline(OnnxPipeline[HeatmapOutputSpec]):
     task_type = "ceph"
+    output_type = HeatmapOutputSpec
     _names: list[str]
+    _input_size: tuple[int, int]
 
-    _output: HeatmapOutputSpec
-
-    def check_card(self, runner: ModelRunner) -> None:
-        if not isinstance(runner.card.output, HeatmapOutputSpec):
-            raise PipelineLoadError(f"{self.model_path}: a ceph model must have output kind heatmap")
-        self._output = runner.card.output
+    def prepare(self, runner: ModelRunner) -> None:
         # Card names may be abbreviations ("S", "Pog'") or full names; results use the full ISBI
         # name where one is known, and the card's own name for any other landmark.
         self._names = []
         for name in runner.card.landmarks or ():
             known = resolve_landmark(name)
             self._names.append(known.name if known else name)
+        self._input_size = (runner.card.input.width, runner.card.input.height)
 
     def predict(self, image: DecodedImage) -> dict[str, Any]:
-        runner = self.runner
-        output, transform = runner.infer(image)
-        size = (runner.card.input.width, runner.card.input.height)
-        peaks = decode_heatmaps(output, transform, size, self._output.min_confidence)
-        landmarks = [
-            {"name": name, "x": round(peak.x, 2), "y": round(peak.y, 2), "confidence": round(peak.confidence, 4)}
-            for name, peak in zip(self._names, peaks, strict=True)
-            if peak is not None
-        ]
-        found = {name: (peak.x, peak.y) for name, peak in zip(self._names, peaks, strict=True) if peak is not None}
+        output, transform = self.runner.infer(image)
+        peaks = decode_heatmaps(output, transform, self._input_size, self.output.min_confidence)
+        landmarks, found, missing = [], {}, []
+        for name, peak in zip(self._names, peaks, strict=True):
+            if peak is None:
+                missing.append(name)
+                continue
+            found[name] = (peak.x, peak.y)
+            landmarks.append(
+                {"name": name, "x": round(peak.x, 2), "y": round(peak.y, 2), "confidence": round(peak.confidence, 4)}
+            )
         cephalometry = analyze(found, image.spacing)
         return {
             "landmarks": landmarks,
-            "missingLandmarks": [name for name, peak in zip(self._names, peaks, strict=True) if peak is None],
+            "missingLandmarks": missing,
             "measurements": cephalometry.measurements,
             "analysis": cephalometry.analysis,
             "facing": cephalometry.facing,
             "pixelSpacing": None if image.spacing is None else image.spacing.as_json(),
             "image": image.describe(),
-            "model": self.model_description(),
+            "model": dict(self.model),
         }

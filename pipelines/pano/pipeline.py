@@ -95,23 +95,18 @@ def pano_result(detections: list[Detection], meanings: list[ClassMeaning]) -> di
     }
 
 
-class PanoPipeline(OnnxPipeline):
+class PanoPipeline(OnnxPipeline[YoloOutputSpec]):
     task_type = "pano"
+    output_type = YoloOutputSpec
     _meanings: list[ClassMeaning]
 
-    _output: YoloOutputSpec
-
-    def check_card(self, runner: ModelRunner) -> None:
-        if not isinstance(runner.card.output, YoloOutputSpec):
-            raise PipelineLoadError(f"{self.model_path}: a pano model must have output kind yolo")
-        self._output = runner.card.output
+    def prepare(self, runner: ModelRunner) -> None:
         self._meanings = [meaning_of(spec) for spec in runner.card.classes or ()]
 
     def predict(self, image: DecodedImage) -> dict[str, Any]:
-        runner = self.runner
-        output, transform = runner.infer(image)
-        detections = decode_yolo(output, self._output, transform, runner.card.output_channels)
+        output, transform = self.runner.infer(image)
+        detections = decode_yolo(output, self.output, transform, len(self._meanings))
         result = pano_result(detections, self._meanings)
         result["image"] = image.describe()
-        result["model"] = self.model_description()
+        result["model"] = dict(self.model)
         return result

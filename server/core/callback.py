@@ -14,7 +14,6 @@ and the certificate check keep the real name.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import logging
 import os
@@ -30,9 +29,16 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
 from server import __version__
-from server.core.netpolicy import CallbackPolicy, CallbackRefused, ResolutionUnavailable, Resolver, system_resolver
+from server.core.netpolicy import (
+    CallbackPolicy,
+    CallbackRefused,
+    ResolutionUnavailable,
+    Resolver,
+    ip_literal,
+    system_resolver,
+)
 from server.core.retry import parse_retry_after
-from server.core.signing import WebhookSigner
+from server.core.signing import WebhookSigner, webhook_id
 from server.settings import Settings, as_settings
 
 logger = logging.getLogger(__name__)
@@ -83,14 +89,6 @@ class PolicyResolver(AbstractResolver):
         """Nothing to release: lookups run in the loop's default executor."""
 
 
-def _is_ip_literal(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    return True
-
-
 def _describe(exc: BaseException) -> str:
     """A short, receiver-facing account of why an attempt failed (it lands in `callback.lastError`)."""
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
@@ -110,7 +108,7 @@ class CallbackSender:
         self.timeout = cfg.timeout
         secret = cfg.signing_secret
         self.signer = WebhookSigner(secret.get_secret_value()) if secret else None
-        self.policy = CallbackPolicy.of(cfg.allow_private_networks, cfg.allowed_cidrs, cfg.allowed_hosts)
+        self.policy = CallbackPolicy.from_settings(cfg)
         self._resolve = resolve
         self._tls = ssl.create_default_context(cafile=str(cfg.ca_bundle) if cfg.ca_bundle else None)
         self._connections = cfg.delivery_concurrency + 4
@@ -148,12 +146,12 @@ class CallbackSender:
         """
         task_id = payload.get("taskId")
         body = json.dumps(payload, separators=(",", ":")).encode()
-        headers = self.signer.headers(message_id or f"msg_{task_id}", body) if self.signer else {}
+        headers = self.signer.headers(message_id or webhook_id(str(task_id)), body) if self.signer else {}
         try:
             url = URL(callback_url)
             if url.raw_host is None or url.scheme not in ("http", "https"):
                 raise ValueError("not an absolute http(s) URL")
-            if _is_ip_literal(url.raw_host):  # aiohttp does not resolve literals: check them here
+            if ip_literal(url.raw_host) is not None:  # aiohttp does not resolve literals: check them here
                 self.policy.checked_addresses(url.raw_host, url.port or 0)
             # A redirect could send a patient's result somewhere the submitter never named.
             async with self._client().post(url, data=body, headers=headers, allow_redirects=False) as response:

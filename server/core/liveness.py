@@ -61,9 +61,14 @@ return orphans
 """
 
 
+def heartbeat_key(root_prefix: str, node_name: str) -> str:
+    """The key a live worker keeps refreshing; its expiry means the worker is gone."""
+    return f"{root_prefix}worker:{node_name}"
+
+
 def pipelines_key(root_prefix: str, node_name: str) -> str:
     """Where a worker's pool processes report how loading each pipeline went; it lives as the heartbeat does."""
-    return f"{root_prefix}worker:{node_name}:pipelines"
+    return heartbeat_key(root_prefix, node_name) + ":pipelines"
 
 
 def report_pipeline(persistence: TaskPersistence, node_name: str, task_type: str, report: dict[str, Any]) -> None:
@@ -73,6 +78,16 @@ def report_pipeline(persistence: TaskPersistence, node_name: str, task_type: str
         batch.hset(key, task_type, json.dumps(report, separators=(",", ":")))
         batch.expire(key, HEARTBEAT_TTL_S)
         batch.execute()
+
+
+def failed_pipelines(reports: dict[str, str]) -> dict[str, str]:
+    """Task type → why its pipeline did not load, from a worker's pipeline reports."""
+    failed = {}
+    for task_type, raw in reports.items():
+        report = json.loads(raw)
+        if not report.get("loaded"):
+            failed[task_type] = str(report.get("error"))
+    return failed
 
 
 def workers_key(root_prefix: str) -> str:
@@ -96,7 +111,7 @@ def live_workers(client: redis.Redis, root_prefix: str) -> list[LiveWorker]:
     nodes = sorted(announced)
     with client.pipeline(transaction=False) as batch:
         for node in nodes:
-            batch.exists(f"{root_prefix}worker:{node}")
+            batch.exists(heartbeat_key(root_prefix, node))
             batch.hgetall(pipelines_key(root_prefix, node))
         answers = batch.execute()
     live, dead = [], []
@@ -105,7 +120,7 @@ def live_workers(client: redis.Redis, root_prefix: str) -> list[LiveWorker]:
         if not beating:
             dead.append(node)
             continue
-        failed = frozenset(t for t, raw in reports.items() if not json.loads(raw).get("loaded"))
+        failed = frozenset(failed_pipelines(reports))
         live.append(LiveWorker(node, tuple(json.loads(announced[node]).get("queues", ())), failed))
     if dead:
         client.hdel(workers_key(root_prefix), *dead)
@@ -116,32 +131,26 @@ class Liveness:
     def __init__(self, persistence: TaskPersistence, node_name: str, queues: tuple[str, ...] = ()) -> None:
         self.persistence = persistence
         self.node_name = node_name
-        self.heartbeat_prefix = f"{persistence.root_prefix}worker:"
+        self.heartbeat_key = heartbeat_key(persistence.root_prefix, node_name)
+        self.heartbeat_prefix = heartbeat_key(persistence.root_prefix, "")  # the reaper appends owners
         self.pipelines_key = pipelines_key(persistence.root_prefix, node_name)
         self.workers_key = workers_key(persistence.root_prefix)
         self.announcement = json.dumps({"queues": list(queues)})
         self._reap = persistence.redis_client.register_script(_REAP)
 
-    def beat(self) -> None:
+    def beat(self) -> dict[str, str]:
+        """Refresh the heartbeat and announcement; returns the pipelines this worker failed to load."""
         with self.persistence.redis_client.pipeline(transaction=False) as batch:
-            batch.set(self.heartbeat_prefix + self.node_name, "alive", ex=HEARTBEAT_TTL_S)
+            batch.set(self.heartbeat_key, "alive", ex=HEARTBEAT_TTL_S)
             batch.expire(self.pipelines_key, HEARTBEAT_TTL_S)
             batch.hset(self.workers_key, self.node_name, self.announcement)
-            batch.execute()
-
-    def failed_pipelines(self) -> dict[str, str]:
-        """Task types whose pipeline a pool process of this worker could not load, with the reason."""
-        reports = self.persistence.redis_client.hgetall(self.pipelines_key)
-        failed = {}
-        for task_type, raw in cast(dict[str, str], reports).items():
-            report = json.loads(raw)
-            if not report.get("loaded"):
-                failed[task_type] = str(report.get("error"))
-        return failed
+            batch.hgetall(self.pipelines_key)
+            reports: dict[str, str] = batch.execute()[-1]
+        return failed_pipelines(reports)
 
     def stop(self) -> None:
         with self.persistence.redis_client.pipeline(transaction=False) as batch:
-            batch.delete(self.heartbeat_prefix + self.node_name, self.pipelines_key)
+            batch.delete(self.heartbeat_key, self.pipelines_key)
             batch.hdel(self.workers_key, self.node_name)
             batch.execute()
 
@@ -174,8 +183,7 @@ def run_liveness(
     stopped: set[str] = set()
     while not stop.is_set():
         try:
-            liveness.beat()
-            for task_type, error in liveness.failed_pipelines().items():
+            for task_type, error in liveness.beat().items():
                 if task_type not in stopped:
                     logger.error(
                         "worker unhealthy: the %s pipeline failed to load (%s); no longer taking %s tasks",

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from server.settings import CallbackSettings
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 Resolver = Callable[[str, int], Sequence[str]]
@@ -57,6 +59,14 @@ def embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
     return None
 
 
+def ip_literal(host: str) -> IPAddress | None:
+    """The address `host` spells (IPv6 with or without brackets), or None for a name."""
+    try:
+        return ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None
+
+
 def never_allowed(address: IPAddress) -> str | None:
     """Why no configuration may admit this address, or None."""
     if address.is_unspecified:
@@ -77,6 +87,10 @@ class CallbackPolicy:
     allow_private_networks: bool = False
     allowed_cidrs: tuple[IPNetwork, ...] = ()
     allowed_hosts: frozenset[str] = field(default_factory=frozenset)
+
+    @classmethod
+    def from_settings(cls, callback: CallbackSettings) -> CallbackPolicy:
+        return cls.of(callback.allow_private_networks, callback.allowed_cidrs, callback.allowed_hosts)
 
     @classmethod
     def of(cls, allow_private: bool, cidrs: Iterable[IPNetwork], hosts: Iterable[str]) -> CallbackPolicy:
@@ -111,10 +125,7 @@ class CallbackPolicy:
 
     def checked_addresses(self, host: str, port: int, resolve: Resolver = system_resolver) -> list[str]:
         """Resolve `host` once and return its addresses, all of which passed; else `CallbackRefused`."""
-        try:
-            literal: IPAddress | None = ipaddress.ip_address(host.strip("[]"))
-        except ValueError:
-            literal = None
+        literal = ip_literal(host)
         addresses = [str(literal)] if literal is not None else list(resolve(host, port))
         if not addresses:
             raise CallbackRefused(f"{host} resolves to no address")

@@ -20,7 +20,7 @@ from typing import Any, cast
 import redis.asyncio
 
 from server.core.clock import utc_now
-from server.core.persistence import TERMINAL_LUA_TABLE, TaskPersistence, flatten_fields
+from server.core.persistence import TERMINAL_LUA_TABLE, TaskPersistence, flatten_fields, task_key
 from server.core.status import CallbackStatus, Outcome
 from server.settings import Settings
 
@@ -117,9 +117,9 @@ class DeliveryQueue:
 
     def __init__(self, client: redis.asyncio.Redis, settings: Settings) -> None:
         self.client = client
-        prefix = settings.redis.key_prefix
-        self.task_key_prefix = f"{prefix}task:"
-        self.due_key, self.wake_key = _owed_keys(prefix)
+        self.key_prefix = settings.redis.key_prefix
+        self.task_key_prefix = task_key(self.key_prefix, "")  # the claim script appends the member
+        self.due_key, self.wake_key = _owed_keys(self.key_prefix)
         self._claim = client.register_script(_CLAIM)
         self._settle = client.register_script(_SETTLE)
 
@@ -139,14 +139,14 @@ class DeliveryQueue:
 
         False, changing nothing, when the claim `lease` is no longer this attempt's.
         """
-        keys = [f"{self.task_key_prefix}{task_id}", self.due_key]
+        keys = [task_key(self.key_prefix, task_id), self.due_key]
         state = json.dumps(callback_state, separators=(",", ":"))
         args = [task_id, state, "" if next_due_at is None else next_due_at, lease]
         return bool(await self._settle(keys=keys, args=args))
 
     async def seconds_to_expiry(self, task_id: str) -> int:
         """How long the task's record has left (negative: no record, or no expiry)."""
-        return int(await self.client.ttl(f"{self.task_key_prefix}{task_id}"))
+        return int(await self.client.ttl(task_key(self.key_prefix, task_id)))
 
     async def done(self, task_id: str) -> None:
         await self.client.zrem(self.due_key, task_id)

@@ -51,32 +51,32 @@ return redis.call('HGETALL', KEYS[1])
 """
 
 
+def _connection(settings: RedisSettings) -> dict[str, Any]:
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "db": settings.db,
+        "password": settings.password.get_secret_value() if settings.password else None,
+        "socket_timeout": settings.socket_timeout_s,
+        "socket_connect_timeout": settings.socket_timeout_s,
+        "health_check_interval": 30,
+        "decode_responses": True,
+    }
+
+
 def redis_client(settings: RedisSettings, *, db: int | None = None) -> redis.Redis:
     """One pooled, thread-safe client; build it once per process and share it."""
-    return redis.Redis(
-        host=settings.host,
-        port=settings.port,
-        db=settings.db if db is None else db,
-        password=settings.password.get_secret_value() if settings.password else None,
-        socket_timeout=settings.socket_timeout_s,
-        socket_connect_timeout=settings.socket_timeout_s,
-        health_check_interval=30,
-        decode_responses=True,
-    )
+    return redis.Redis(**(_connection(settings) | ({} if db is None else {"db": db})))
 
 
 def async_redis_client(settings: RedisSettings) -> redis.asyncio.Redis:
     """The same connection settings, for a process that runs on an event loop."""
-    return redis.asyncio.Redis(
-        host=settings.host,
-        port=settings.port,
-        db=settings.db,
-        password=settings.password.get_secret_value() if settings.password else None,
-        socket_timeout=settings.socket_timeout_s,
-        socket_connect_timeout=settings.socket_timeout_s,
-        health_check_interval=30,
-        decode_responses=True,
-    )
+    return redis.asyncio.Redis(**_connection(settings))
+
+
+def task_key(key_prefix: str, task_id: str) -> str:
+    """Where a task's record lives (`task_id` may carry a tenant: see `server.auth.task_ref`)."""
+    return f"{key_prefix}task:{task_id}"
 
 
 def _encode(fields: Mapping[str, Any]) -> dict[str, str]:
@@ -102,7 +102,7 @@ class TaskPersistence:
         settings = as_settings(config)
         self.redis_client = client if client is not None else redis_client(settings.redis)
         self.root_prefix = settings.redis.key_prefix
-        self.key_prefix = f"{settings.redis.key_prefix}task:"
+        self.key_prefix = task_key(settings.redis.key_prefix, "")  # task keys are this + the task id
         # Keys of the tasks a worker has started and not ended, for finding those a dead worker left.
         self.running_key = f"{settings.redis.key_prefix}running"
         self.ttl = settings.task.result_ttl
@@ -110,7 +110,7 @@ class TaskPersistence:
         self._start = self.redis_client.register_script(_START)
 
     def _build_key(self, task_id: str) -> str:
-        return f"{self.key_prefix}{task_id}"
+        return task_key(self.root_prefix, task_id)
 
     def save_task(self, task_id: str, metadata: Mapping[str, Any]) -> bool:
         """Write (replace) a record with the TTL; False when Redis failed (the seed's contract)."""
@@ -140,15 +140,15 @@ class TaskPersistence:
         """Create the record unless the id is taken; exactly one of racing callers gets True."""
         return bool(self._claim(keys=[self._build_key(task_id)], args=[self.ttl, *flatten_fields(metadata)]))
 
-    def start_attempt(self, task_id: str, fields: Mapping[str, Any], *, count: str) -> dict[str, Any] | None:
-        """Count an attempt and set `fields` unless the task ended; the record afterwards, or None.
+    def start_attempt(self, task_id: str, fields: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Count an attempt (`attempts`) and set `fields` unless the task ended; the record afterwards, or None.
 
         A record whose status is terminal comes back unchanged: the caller must not run it.
         """
         flat = cast(
             list[str],
             self._start(
-                keys=[self._build_key(task_id), self.running_key], args=[self.ttl, count, *flatten_fields(fields)]
+                keys=[self._build_key(task_id), self.running_key], args=[self.ttl, "attempts", *flatten_fields(fields)]
             ),
         )
         return decode_fields(flat) if flat else None

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -23,7 +22,7 @@ from server.core.clock import utc_now
 from server.core.outbox import CallbackOutbox
 from server.core.persistence import TaskPersistence
 from server.core.status import TIMED_OUT, Outcome, TaskStatus
-from server.core.storage import ImageMissing, ImageStorage, discard_image
+from server.core.storage import ImageMissing, ImageStorage, discard_image, seed_image_path
 from server.errors import ErrorCode
 from server.metrics import TASK_DURATION, TASKS
 
@@ -44,12 +43,10 @@ def load_image(storage: ImageStorage, record: Mapping[str, Any]) -> DecodedImage
         key: str = record["imageKey"]
         try:
             data = storage.read_bytes(key)
-        except ImageMissing:
-            raise
         except OSError as exc:  # the store is down or refusing: not the client's fault, nor final
             raise ImageStoreUnavailable(str(exc)) from exc
         return decode_image(data, key[key.rindex(".") :].lower())
-    path = Path(record.get("imagePath") or "")
+    path = seed_image_path(storage, record)
     try:
         data = path.read_bytes()
     except (FileNotFoundError, IsADirectoryError):
@@ -89,7 +86,7 @@ class TaskProcessor:
             raise PipelineUnavailable(task_type)
         # `owner`: the worker running it, whose heartbeat tells whether the task is still alive.
         record = self.persistence.start_attempt(
-            task_id, {"status": TaskStatus.PROCESSING, "startedAt": utc_now(), "owner": owner}, count="attempts"
+            task_id, {"status": TaskStatus.PROCESSING, "startedAt": utc_now(), "owner": owner}
         )
         if record is None:
             logger.warning("task %s has no record (expired or never accepted); dropping it", task_id)

@@ -25,13 +25,11 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     return max(0.0, when.timestamp() - now)
 
 
-def next_delay(
-    failures: int, schedule: Sequence[float], retry_after_s: float | None, rng: random.Random | None = None
-) -> float | None:
+def next_delay(failures: int, schedule: Sequence[float], retry_after_s: float | None) -> float | None:
     """Seconds until the next attempt after `failures` failed ones in a row; None when exhausted."""
     if failures > len(schedule):
         return None
     if retry_after_s is not None:
         return min(max(retry_after_s, 1.0), RETRY_AFTER_CAP_S)
     base = schedule[failures - 1]
-    return base * (rng or random).uniform(1 - JITTER, 1 + JITTER)
+    return base * random.uniform(1 - JITTER, 1 + JITTER)  # noqa: S311 - jitter, not a secret

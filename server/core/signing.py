@@ -34,11 +34,16 @@ class WebhookSigner:
         digest = hmac.new(self._key, signed, hashlib.sha256).digest()
         return "v1," + base64.b64encode(digest).decode()
 
-    def headers(self, message_id: str, body: bytes, timestamp: int | None = None) -> dict[str, str]:
+    def headers(self, message_id: str, body: bytes) -> dict[str, str]:
         """The three headers of one attempt: the id stays, the timestamp is the attempt's own."""
-        sent_at = int(time.time()) if timestamp is None else timestamp
+        sent_at = int(time.time())
         return {
             "webhook-id": message_id,
             "webhook-timestamp": str(sent_at),
             "webhook-signature": self.signature(message_id, sent_at, body),
         }
+
+
+def webhook_id(task_ref: str) -> str:
+    """The `webhook-id` of a task's callback: the same on every attempt, different per tenant."""
+    return "msg_" + task_ref.replace(":", "_")

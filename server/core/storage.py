@@ -188,6 +188,18 @@ def make_storage(settings: Settings) -> ImageStorage:
     return LocalStorage(settings.api.upload_dir)
 
 
+def seed_image_path(storage: ImageStorage, record: Mapping[str, Any]) -> Path:
+    """The file a record written the seed's way names (`imagePath`), if the store may hand it out.
+
+    Only a file inside a local store's directory: like `checked_key`, this keeps a tampered record
+    from making a worker read or delete any other file. `ImageMissing` otherwise.
+    """
+    path = Path(record.get("imagePath") or "").resolve()
+    if not isinstance(storage, LocalStorage) or not path.is_relative_to(storage.root):
+        raise ImageMissing(f"{path} is not in the image store")
+    return path
+
+
 def discard_image(storage: ImageStorage, record: Mapping[str, Any]) -> None:
     """Delete a task's image, however its record names it; a store that fails is logged, not raised.
 
@@ -198,6 +210,6 @@ def discard_image(storage: ImageStorage, record: Mapping[str, Any]) -> None:
         if "imageKey" in record:
             storage.delete(record["imageKey"])
         elif "imagePath" in record:  # a record written the seed's way, naming a file directly
-            Path(record["imagePath"]).unlink(missing_ok=True)
-    except OSError as exc:
+            seed_image_path(storage, record).unlink(missing_ok=True)
+    except (OSError, ImageMissing) as exc:
         logger.warning("could not delete image of task %s: %s", record.get("taskId"), exc)

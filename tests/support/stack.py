@@ -15,7 +15,7 @@ from typing import IO, Any
 import httpx
 import redis
 
-from server.core.persistence import decode_fields
+from server.core.persistence import decode_fields, task_key
 from server.embedded_redis import EmbeddedRedis, free_port
 from tests.support.images import jpeg_bytes
 
@@ -133,7 +133,7 @@ class Stack:
     def record(self, task_id: str) -> dict[str, Any]:
         """The task's record as Redis holds it ({} when there is none)."""
         with self.redis() as client:
-            return decode_fields(client.hgetall(f"{KEY_PREFIX}task:{task_id}"))
+            return decode_fields(client.hgetall(task_key(KEY_PREFIX, task_id)))
 
     def view(self, task_id: str) -> dict[str, Any]:
         """The task as `GET /api/v1/task/{taskId}` shows it."""
