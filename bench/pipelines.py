@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from pipelines.ceph import CephPipeline
+from pipelines.ceph.landmarks import LANDMARKS as ISBI_LANDMARKS
 from pipelines.decode import decode_image
 from pipelines.image import DecodedImage
 from pipelines.onnx.detection import decode_yolo
@@ -33,8 +34,7 @@ from tests.support.images import dicom_bytes, jpeg_bytes, png16_bytes
 from tests.support.onnx_models import detector_card, detector_model, heatmap_card, heatmap_model, write_card
 
 REPEATS = 15
-LANDMARKS = ["S", "N", "Or", "Po", "A", "B", "Pog", "Me", "Gn", "Go", "LI", "UI", "UL", "LL", "Sn", "Pog'", "PNS"]
-LANDMARKS += ["ANS", "Ar"]
+LANDMARKS = [landmark.abbreviation for landmark in ISBI_LANDMARKS]
 
 
 def median_ms(action: Callable[[], object], repeats: int = REPEATS) -> float:
@@ -63,7 +63,7 @@ def stage_figures(
     first, second = timed_ms(lambda: pipeline.predict(image)), timed_ms(lambda: pipeline.predict(image))
     spec = pipeline.runner.card.input
     batch, transform = prepare(image, spec)
-    output = np.asarray(pipeline.runner.run(batch)[0], dtype=np.float32)
+    output = np.asarray(pipeline.runner.run(batch), dtype=np.float32)
     return {
         "preprocess_ms": median_ms(lambda: prepare(image, spec)),
         "model_run_ms": median_ms(lambda: pipeline.runner.run(batch)),
@@ -84,7 +84,9 @@ def pano_figures(folder: Path) -> dict[str, Any]:
     data = jpeg_bytes((2900, 1500))
     pipeline = PanoPipeline(path)
     stages = stage_figures(
-        pipeline, decode_image(data, ".jpg"), lambda out, transform: decode_yolo(out, pipeline.output, transform, 16)
+        pipeline,
+        decode_image(data, ".jpg"),
+        lambda out, transform: decode_yolo(out, pipeline.output, transform, len(classes)),
     )
     return {
         "image": "2900 x 1500 8-bit JPEG",

@@ -6,8 +6,6 @@ Only samples that ship inside the pydicom wheel are used (`download=False`): not
 from __future__ import annotations
 
 import io
-import struct
-import zlib
 
 import numpy as np
 import numpy.typing as npt
@@ -19,6 +17,7 @@ from pydicom.pixels.utils import pixel_array
 
 from pipelines.decode import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
 from pipelines.image import DecodedImage, SpacingSource
+from tests.support.images import png_claiming_size, sample_dicom_bytes
 
 # --- helpers -----------------------------------------------------------------------------------------
 
@@ -35,25 +34,10 @@ def _encode(image: Image.Image, fmt: str, **options: object) -> bytes:
     return buffer.getvalue()
 
 
-def _with_ihdr_size(png: bytes, width: int, height: int) -> bytes:
-    """A PNG whose IHDR claims another size, CRC fixed so the header itself is valid."""
-    patched = bytearray(png)
-    patched[16:24] = struct.pack(">II", width, height)  # after signature (8), length (4), "IHDR" (4)
-    patched[29:33] = struct.pack(">I", zlib.crc32(bytes(patched[12:29])))
-    return bytes(patched)
-
-
 def _sample(name: str) -> Dataset:
     path = pydicom.data.get_testdata_file(name, download=False)
     assert isinstance(path, str), f"pydicom sample {name} is not bundled"
     return pydicom.dcmread(path)
-
-
-def _sample_bytes(name: str) -> bytes:
-    path = pydicom.data.get_testdata_file(name, download=False)
-    assert isinstance(path, str), f"pydicom sample {name} is not bundled"
-    with open(path, "rb") as handle:
-        return handle.read()
 
 
 def _file_bytes(ds: Dataset) -> bytes:
@@ -184,20 +168,16 @@ def test_exif_orientation_keeps_16bit_values() -> None:
 # --- refusals ------------------------------------------------------------------------------------------
 
 
-def _tiny_png() -> bytes:
-    return _encode(Image.new("L", (1, 1)), "PNG")
-
-
 def test_png_bomb_header_is_refused_before_decoding() -> None:
     # 900 Mpx claimed by a 70-byte file: refused at the header, or decoding would report "truncated".
     with pytest.raises(ImageDecodeError, match="^image too large"):
-        decode_image(_with_ihdr_size(_tiny_png(), 30000, 30000), ".png")
+        decode_image(png_claiming_size(30000, 30000), ".png")
 
 
 def test_oversized_header_below_pillows_hard_limit_hits_our_limit() -> None:
     # 120 Mpx: Pillow only warns here (warnings are errors in this suite), our own check refuses.
     with pytest.raises(ImageDecodeError, match=r"^image too large: 12000 x 10000 pixels exceeds the 50000000-pixel"):
-        decode_image(_with_ihdr_size(_tiny_png(), 12000, 10000), ".png")
+        decode_image(png_claiming_size(12000, 10000), ".png")
     assert DEFAULT_MAX_PIXELS == 50_000_000
 
 
@@ -210,7 +190,7 @@ def test_max_pixels_is_honoured() -> None:
 
 def test_zero_size_png_is_refused() -> None:
     with pytest.raises(ImageDecodeError, match="not a valid PNG"):
-        decode_image(_with_ihdr_size(_tiny_png(), 0, 1), ".png")
+        decode_image(png_claiming_size(0, 1), ".png")
 
 
 @pytest.mark.parametrize(("fmt", "extension"), [("JPEG", ".jpg"), ("PNG", ".png")])
@@ -275,8 +255,8 @@ def test_memory_error_is_not_converted(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_dicom_without_magic_is_refused() -> None:
-    data = _sample_bytes("MR_small.dcm")
-    for variant in (data[132:], data[:128] + b"XXXX" + data[132:], _sample_bytes("ExplVR_LitEndNoMeta.dcm")):
+    data = sample_dicom_bytes("MR_small.dcm")
+    for variant in (data[132:], data[:128] + b"XXXX" + data[132:], sample_dicom_bytes("ExplVR_LitEndNoMeta.dcm")):
         with pytest.raises(ImageDecodeError, match=r"^file is not a DICOM file \(no DICM marker\)$"):
             decode_image(variant, ".dcm")
 
@@ -292,7 +272,7 @@ def test_dicom_without_pixel_data_is_refused() -> None:
 def test_undecodable_dicom_pixels_are_refused(name: str) -> None:
     # MR_truncated: pixel data shorter than Rows x Columns; JPEG-lossy: a codestream no plugin accepts.
     with pytest.raises(ImageDecodeError, match="^DICOM pixel data could not be decoded$"):
-        decode_image(_sample_bytes(name), ".dcm")
+        decode_image(sample_dicom_bytes(name), ".dcm")
 
 
 def test_dicom_size_is_checked_from_the_header() -> None:
@@ -306,7 +286,7 @@ def test_dicom_size_is_checked_from_the_header() -> None:
 
 def test_palette_colour_dicom_is_refused() -> None:
     with pytest.raises(ImageDecodeError, match="unsupported DICOM photometric interpretation"):
-        decode_image(_sample_bytes("examples_palette.dcm"), ".dcm")
+        decode_image(sample_dicom_bytes("examples_palette.dcm"), ".dcm")
 
 
 # --- DICOM: transfer syntaxes and frames ---------------------------------------------------------------
@@ -323,30 +303,30 @@ def test_palette_colour_dicom_is_refused() -> None:
     ],
 )
 def test_lossless_transfer_syntaxes_decode_identically(name: str, syntax: str) -> None:
-    reference = decode_image(_sample_bytes("MR_small.dcm"), ".dcm")  # explicit VR little endian
+    reference = decode_image(sample_dicom_bytes("MR_small.dcm"), ".dcm")  # explicit VR little endian
     assert _sample("MR_small.dcm").file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
     assert _sample(name).file_meta.TransferSyntaxUID == syntax
-    image = decode_image(_sample_bytes(name), ".dcm")
+    image = decode_image(sample_dicom_bytes(name), ".dcm")
     assert (image.pixels.shape, image.pixels.dtype.name, image.bits_stored) == ((64, 64), "uint16", 16)
     assert np.array_equal(image.pixels, reference.pixels)
 
 
 def test_colour_dicom_in_rle_jpeg_and_jpeg2000() -> None:
-    reference = decode_image(_sample_bytes("SC_rgb_rle.dcm"), ".dcm").pixels
+    reference = decode_image(sample_dicom_bytes("SC_rgb_rle.dcm"), ".dcm").pixels
     # the sample is horizontal colour bars: red, green, blue, …, so its luminance is known exactly
     assert (reference[0, 0], reference[20, 0], reference[40, 0]) == (76, 150, 29)
     for lossless in ("SC_rgb_jpeg_gdcm.dcm", "SC_rgb_gdcm_KY.dcm"):  # JPEG lossless (.70), JPEG 2000 (.91)
-        assert np.array_equal(decode_image(_sample_bytes(lossless), ".dcm").pixels, reference)
+        assert np.array_equal(decode_image(sample_dicom_bytes(lossless), ".dcm").pixels, reference)
     # JPEG baseline stored as YBR_FULL: converted to RGB by pydicom, then to luminance; lossy, so close
-    baseline = decode_image(_sample_bytes("SC_rgb_jpeg_dcmtk.dcm"), ".dcm")
+    baseline = decode_image(sample_dicom_bytes("SC_rgb_jpeg_dcmtk.dcm"), ".dcm")
     assert _sample("SC_rgb_jpeg_dcmtk.dcm").PhotometricInterpretation == "YBR_FULL"
     assert baseline.pixels.dtype == np.uint8
     assert np.abs(baseline.pixels.astype(int) - reference).max() <= 8
 
 
 def test_16bit_colour_dicom_keeps_16_bits() -> None:
-    image = decode_image(_sample_bytes("SC_rgb_rle_16bit.dcm"), ".dcm")
-    eight = decode_image(_sample_bytes("SC_rgb_rle.dcm"), ".dcm")
+    image = decode_image(sample_dicom_bytes("SC_rgb_rle_16bit.dcm"), ".dcm")
+    eight = decode_image(sample_dicom_bytes("SC_rgb_rle.dcm"), ".dcm")
     assert (image.pixels.dtype.name, image.bits_stored) == ("uint16", 16)
     assert np.abs(image.pixels.astype(int) - eight.pixels.astype(int) * 257).max() <= 257
 
@@ -356,7 +336,7 @@ def test_jpeg2000_without_window_uses_the_full_data_range() -> None:
     assert "WindowCenter" not in ds and "RescaleSlope" not in ds
     stored = ds.pixel_array.astype(np.float64)
     expected = np.rint((stored - stored.min()) * 65535 / (stored.max() - stored.min()))
-    image = decode_image(_sample_bytes("JPEG2000.dcm"), ".dcm")
+    image = decode_image(sample_dicom_bytes("JPEG2000.dcm"), ".dcm")
     assert image.pixels.shape == (1024, 256)
     assert np.abs(image.pixels.astype(np.float64) - expected).max() <= 1
 
@@ -377,8 +357,8 @@ def test_multi_frame_gives_the_first_frame() -> None:
 def test_multi_frame_colour_sample_gives_the_first_frame() -> None:
     two_frames = _sample("SC_rgb_rle_2frame.dcm")
     assert not np.array_equal(pixel_array(two_frames, index=0), pixel_array(two_frames, index=1))
-    image = decode_image(_sample_bytes("SC_rgb_rle_2frame.dcm"), ".dcm")
-    assert np.array_equal(image.pixels, decode_image(_sample_bytes("SC_rgb_rle.dcm"), ".dcm").pixels)
+    image = decode_image(sample_dicom_bytes("SC_rgb_rle_2frame.dcm"), ".dcm")
+    assert np.array_equal(image.pixels, decode_image(sample_dicom_bytes("SC_rgb_rle.dcm"), ".dcm").pixels)
 
 
 # --- DICOM: grey-level pipeline -------------------------------------------------------------------------
@@ -472,7 +452,7 @@ def test_malformed_window_falls_back_to_the_full_range() -> None:
 
 
 def test_8bit_dicom_gives_8bit_output() -> None:
-    image = decode_image(_sample_bytes("liver_1frame.dcm"), ".dcm")  # BitsStored 1: packed bits
+    image = decode_image(sample_dicom_bytes("liver_1frame.dcm"), ".dcm")  # BitsStored 1: packed bits
     assert (image.pixels.dtype.name, image.bits_stored) == ("uint8", 8)
     assert set(np.unique(image.pixels).tolist()) == {0, 255}
     assert not image.pixels.flags.writeable
@@ -547,7 +527,7 @@ def test_unparseable_spacing_text_counts_as_absent(extra: _Tags, expected: str |
 
 
 def test_sample_spacings() -> None:
-    ct = decode_image(_sample_bytes("CT_small.dcm"), ".dcm").spacing
+    ct = decode_image(sample_dicom_bytes("CT_small.dcm"), ".dcm").spacing
     assert ct is not None
     assert ct.source == SpacingSource.UNKNOWN
     assert ct.row_mm == pytest.approx(0.661468)

@@ -94,8 +94,7 @@ def test_metrics_of_api_workers_and_delivery(measured: Stack, receiver: Callback
     worker = samples(f"http://127.0.0.1:{worker_port}/metrics")
     assert value(worker, "xray_tasks_total", task_type="pano", outcome="succeeded") == 4
     assert value(worker, "xray_task_duration_seconds_count", task_type="ceph", outcome="succeeded") == 1
-    assert value(worker, "xray_pipeline_load_seconds", task_type="pano", kind="mock") >= 0
-    assert ("xray_pipeline_load_seconds", frozenset({("task_type", "pano"), ("kind", "mock")})) in worker
+    assert value(worker, "xray_pipeline_load_seconds", task_type="pano", kind="mock") > 0
     delivery_port = measured.settings["XRAY__METRICS__DELIVERY_PORT"]
     delivered = samples(f"http://127.0.0.1:{delivery_port}/metrics")
     assert value(delivered, "xray_callback_attempts_total", outcome="delivered") == 5

@@ -44,9 +44,7 @@ class CephPipeline(OnnxPipeline[HeatmapOutputSpec]):
         return {
             "landmarks": landmarks,
             "missingLandmarks": missing,
-            "measurements": cephalometry.measurements,
-            "analysis": cephalometry.analysis,
-            "facing": cephalometry.facing,
+            **cephalometry.as_json(),  # measurements, analysis, facing
             "pixelSpacing": None if image.spacing is None else image.spacing.as_json(),
             "image": image.describe(),
             "model": dict(self.model),

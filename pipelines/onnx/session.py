@@ -166,19 +166,22 @@ class ModelRunner:
                 f"(card {self.card.name} {self.card.version})"
             )
 
-    def run(self, batch: FloatArray) -> list[npt.NDArray[Any]]:
-        """All outputs of the model for `batch`, (1, channels, height, width) float32; the first is decoded."""
+    def run(self, batch: FloatArray) -> npt.NDArray[Any]:
+        """The model's first output for `batch`, (1, channels, height, width) float32 — the one decoded.
+
+        Only that output is fetched: other heads (a mask, features) would be copied out for nothing.
+        """
         feed = batch if self._input_dtype is np.float32 else batch.astype(self._input_dtype)
-        results = [np.asarray(r) for r in self.session.run(None, {self.input_name: feed})]
+        result = np.asarray(self.session.run([self.output_name], {self.input_name: feed})[0])
         if not self._output_checked:  # a dynamic output shape: check the first concrete one
-            self._check_output(results[0].shape)
+            self._check_output(result.shape)
             self._output_checked = True
-        return results
+        return result
 
     def infer(self, image: DecodedImage) -> tuple[npt.NDArray[np.float32], Transform]:
         """Preprocess `image`, run the model, and return its first output with the transform used."""
         batch, transform = prepare(image, self.card.input)
-        return np.asarray(self.run(batch)[0], dtype=np.float32), transform
+        return np.asarray(self.run(batch), dtype=np.float32), transform
 
     def warm_up(self) -> None:
         """Run one zero batch, so lazy initialisation (and a dynamic output's check) happens at load."""

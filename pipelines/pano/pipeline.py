@@ -15,12 +15,10 @@ from typing import Any
 from pipelines.base import PipelineLoadError
 from pipelines.image import DecodedImage
 from pipelines.onnx.card import ClassSpec, YoloOutputSpec
-from pipelines.onnx.detection import Detection, decode_yolo
+from pipelines.onnx.detection import Box, Detection, decode_yolo
 from pipelines.onnx.session import ModelRunner
 from pipelines.onnx_pipeline import OnnxPipeline
 from pipelines.pano.fdi import fdi_to_universal, is_valid_fdi, parse_fdi
-
-Box = tuple[float, float, float, float]
 
 
 @dataclass(frozen=True)
@@ -62,7 +60,7 @@ def pano_result(detections: list[Detection], meanings: list[ClassMeaning]) -> di
         else:
             findings.append((detection, meaning))
     diseases = []
-    status: dict[int, tuple[str, float]] = {}
+    status: dict[int, str] = {}  # a tooth's status: its most confident finding
     for detection, meaning in sorted(findings, key=lambda item: -item[0].score):
         tooth = meaning.tooth
         if tooth is None:
@@ -70,7 +68,7 @@ def pano_result(detections: list[Detection], meanings: list[ClassMeaning]) -> di
             area, fdi = max(overlaps, default=(0.0, 0))
             tooth = fdi if area > 0 else None
         if tooth is not None:
-            status.setdefault(tooth, (str(meaning.finding), detection.score))
+            status.setdefault(tooth, str(meaning.finding))
         diseases.append(
             {
                 "type": meaning.finding,
@@ -85,7 +83,7 @@ def pano_result(detections: list[Detection], meanings: list[ClassMeaning]) -> di
             {
                 "id": fdi,
                 "universal": fdi_to_universal(fdi),
-                "status": status.get(fdi, ("no_finding", 0.0))[0],
+                "status": status.get(fdi, "no_finding"),
                 "confidence": round(detection.score, 4),
                 "bbox": _box(detection.box),
             }

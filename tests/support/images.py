@@ -24,8 +24,8 @@ def jpeg_bytes(size: tuple[int, int] = (64, 48)) -> bytes:
 
 
 def sample_dicom_bytes(name: str = "CT_small.dcm") -> bytes:
-    path = get_testdata_file(name)
-    assert path is not None, f"pydicom sample {name} missing"
+    path = get_testdata_file(name, download=False)  # bundled files only: nothing is fetched
+    assert isinstance(path, str), f"pydicom sample {name} is not bundled"
     with open(path, "rb") as handle:
         return handle.read()
 

@@ -98,10 +98,14 @@ class Stack:
         return self._start_until_logged(name, ["main_delivery.py"], "callback delivery running", timeout_s)
 
     def start_all(self, api_workers: int = 1) -> Stack:
-        """API, one worker and the callback delivery service."""
-        self.start_api(workers=api_workers)
-        self.start_worker()
-        self.start_delivery()
+        """API, one worker and the callback delivery service; none left running if one fails to start."""
+        try:
+            self.start_api(workers=api_workers)
+            self.start_worker()
+            self.start_delivery()
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def stop(self, name: str | None = None, sig: int = signal.SIGTERM, timeout_s: float = 30.0) -> None:
