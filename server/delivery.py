@@ -1,7 +1,8 @@
 """The callback delivery service: sends owed callbacks, retries on schedule, never holds a GPU slot.
 
 Runs as its own process (`main_delivery.py`, started by `make run`); several may run at once.
-It claims due callbacks from the outbox (a lease, so a dead process's claims fall due again),
+Fresh callbacks arrive as hand-offs, already claimed for it (`server.core.outbox`); retries and
+claims whose holder died are claimed from the outbox once they are due, at most `POLL_S` apart. It
 sends up to `callback.delivery_concurrency` at once on one event loop, and records the outcome:
 delivered, retry at a time from `callback.retry_schedule` (or the receiver's Retry-After), or
 failed (410 Gone, or the schedule is exhausted). Failed callbacks stay replayable through the API
@@ -16,33 +17,20 @@ import logging
 import time
 from typing import Any
 
-from server.core.callback import ATTEMPT_TIMEOUTS, CallbackSender, DeliveryAttempt
+from server.core.callback import CallbackSender, DeliveryAttempt
 from server.core.clock import iso_utc, utc_now
 from server.core.netpolicy import Resolver, system_resolver
-from server.core.outbox import DeliveryQueue
-from server.core.persistence import async_redis_client, decode_fields
+from server.core.outbox import DeliveryQueue, Handoff, attempt_budget_s, claim_lease_s
+from server.core.persistence import async_redis_client
 from server.core.retry import next_delay
 from server.core.signing import webhook_id
-from server.core.status import TERMINAL_STATUSES, CallbackStatus
+from server.core.status import CallbackStatus
 from server.metrics import CALLBACK_ATTEMPTS
 from server.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-POLL_S = 1.0  # how often not-yet-due retries are looked for, at most
-# A claim lasts longer than an attempt can: connect, write and read each get callback.timeout.
-LEASE_TIMEOUTS = ATTEMPT_TIMEOUTS + 1
-LEASE_MARGIN_S = 5.0
-
-
-def callback_payload(task_id: str, record: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "taskId": record.get("taskId", task_id),  # the client's id; `task_id` may carry a tenant
-        "taskType": record.get("taskType"),
-        "status": record.get("status"),
-        "data": record.get("data"),
-        "error": record.get("error"),
-    }
+POLL_S = 1.0  # how often retries falling due and lapsed claims are looked for, at most
 
 
 class DeliveryService:
@@ -51,17 +39,21 @@ class DeliveryService:
         self.queue = DeliveryQueue(self.redis, settings)
         self.sender = CallbackSender(settings, resolve)
         self.schedule = list(settings.callback.retry_schedule)
-        self.lease_s = LEASE_TIMEOUTS * settings.callback.timeout + LEASE_MARGIN_S
+        self.lease_s = claim_lease_s(settings.callback)
+        # A hand-off with less of its lease left than this waited too long on the list to be sent
+        # on it: the claim is renewed first, so that the attempt ends inside it.
+        self.attempt_budget_s = attempt_budget_s(settings.callback)
         self.concurrency = settings.callback.delivery_concurrency
         self._in_flight: set[asyncio.Task[None]] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until `stop` is set; then finish the attempts in flight."""
         logger.info("callback delivery running (%d at a time, retry schedule %s s)", self.concurrency, self.schedule)
+        next_poll = 0.0
         try:
             while not stop.is_set():
                 try:
-                    await self._claim_and_start()
+                    next_poll = await self._start_owed(next_poll)
                 except Exception as exc:  # Redis down, or anything else: keep the service alive
                     logger.error("callback delivery: %s: %s; retrying", type(exc).__name__, exc)
                     await _wait(stop, POLL_S)
@@ -71,49 +63,49 @@ class DeliveryService:
             await self.sender.close()
             await self.redis.aclose()
 
-    async def _claim_and_start(self) -> None:
+    async def _start_owed(self, next_poll: float) -> float:
+        """Start the due callbacks when `next_poll` has come, else wait for a hand-off until then;
+        returns when to look for due callbacks next."""
         free = self.concurrency - len(self._in_flight)
         if free <= 0:
             await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
-            return
-        lease, claimed = await self.queue.claim_due(time.time(), self.lease_s, free)
-        for task_id, raw_record in claimed:
-            attempt = asyncio.create_task(self._deliver_logged(task_id, raw_record, lease))
-            self._in_flight.add(attempt)
-            attempt.add_done_callback(self._in_flight.discard)
-        if len(claimed) < free:
-            # Everything due is claimed and the claim emptied the wake-up list, so wait for the
-            # next wake-up (or retries falling due) instead of asking again.
-            await self.queue.wait_for_work(POLL_S)
+            return next_poll
+        now = time.time()
+        if now >= next_poll:
+            claimed = await self.queue.claim_due(now, self.lease_s, free)
+            for handoff in claimed:
+                self._start(handoff)
+            # A full batch may have left more due: look again as soon as there is room.
+            return now if len(claimed) == free else now + POLL_S
+        taken = await self.queue.next_handoff(next_poll - now)
+        if taken is not None and taken.lease - time.time() < self.attempt_budget_s:
+            taken = await self.queue.renew(taken, time.time() + self.lease_s)
+        if taken is not None:
+            self._start(taken)
+        return next_poll
 
-    async def _deliver_logged(self, task_id: str, raw_record: list[str], lease: float) -> None:
+    def _start(self, handoff: Handoff) -> None:
+        attempt = asyncio.create_task(self._deliver_logged(handoff))
+        self._in_flight.add(attempt)
+        attempt.add_done_callback(self._in_flight.discard)
+
+    async def _deliver_logged(self, handoff: Handoff) -> None:
         try:
-            await self.deliver(task_id, decode_fields(raw_record) if raw_record else None, lease)
+            await self.deliver(handoff)
         except Exception:
             # The claim's lease runs out and the callback falls due again.
-            logger.exception("task %s: callback delivery crashed; it will be tried again", task_id)
+            logger.exception("task %s: callback delivery crashed; it will be tried again", handoff.task_id)
 
-    async def deliver(self, task_id: str, record: dict[str, Any] | None, lease: float) -> None:
-        """One attempt at the task's callback (its record as claimed), and what follows from it."""
-        if record is None:
-            logger.error("task %s: its record expired before its callback was delivered; dropping it", task_id)
-            await self.queue.done(task_id)
-            return
-        if record.get("status") not in TERMINAL_STATUSES:
-            await self.queue.done(task_id)  # replaced by a new task under the same id
-            return
-        state = dict(record.get("callback") or {})
-        if state.get("status") in (CallbackStatus.DELIVERED, CallbackStatus.FAILED):
-            await self.queue.done(task_id)
-            return
+    async def deliver(self, handoff: Handoff) -> None:
+        """One attempt at a claimed callback, and what follows from it."""
+        task_id = handoff.task_id
         try:
             # One webhook-id per task and tenant, the same on every attempt: receivers dedupe by it.
-            payload = callback_payload(task_id, record)
-            attempt = await self.sender.deliver(record["callbackUrl"], payload, webhook_id(task_id))
+            attempt = await self.sender.deliver(handoff.callback_url, handoff.body, webhook_id(task_id), task_id)
         except Exception as exc:  # counted as a failed attempt, so the schedule still ends
             logger.exception("task %s: callback attempt crashed", task_id)
             attempt = DeliveryAttempt(False, error=f"internal error: {type(exc).__name__}")
-        await self._record(task_id, state, attempt, lease)
+        await self._record(task_id, dict(handoff.state), attempt, handoff.lease)
 
     async def _record(self, task_id: str, state: dict[str, Any], attempt: DeliveryAttempt, lease: float) -> None:
         now = time.time()

@@ -7,10 +7,12 @@ settings are read the first time Celery needs them, in whichever process that is
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlparse
 
 from celery import Celery
 from kombu import Exchange, Queue
 
+from server.redis_transport import TRANSPORT_PATH
 from server.settings import TASK_TYPES, Settings, get_settings
 
 ANALYZE_TASK_NAME = "server.tasks.analyze_task"
@@ -24,6 +26,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
     return {
         "broker_url": settings.broker_url,
+        # Plain Redis brokers get kombu's transport minus a client built per command; TLS and
+        # other brokers keep the transport their URL names.
+        "broker_transport": TRANSPORT_PATH if urlparse(settings.broker_url).scheme == "redis" else None,
         "result_backend": settings.celery.result_backend,
         "broker_transport_options": transport,
         "broker_connection_retry_on_startup": True,

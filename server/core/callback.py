@@ -37,6 +37,7 @@ from server.core.netpolicy import (
     ip_literal,
     system_resolver,
 )
+from server.core.outbox import ATTEMPT_TIMEOUTS
 from server.core.retry import parse_retry_after
 from server.core.signing import WebhookSigner, webhook_id
 from server.settings import Settings, as_settings
@@ -46,9 +47,6 @@ logger = logging.getLogger(__name__)
 USER_AGENT = f"Xray-Inference-Service/{__version__}"
 # The receiver's answer is not used; read this much of it (so the connection can be reused) at most.
 MAX_RESPONSE_BYTES = 64 * 1024
-# Connect, send and read each get `callback.timeout`; the whole attempt at most this many times it,
-# which keeps it inside the delivery service's claim lease.
-ATTEMPT_TIMEOUTS = 3
 
 
 @dataclass(frozen=True)
@@ -136,17 +134,13 @@ class CallbackSender:
             )
         return self._session
 
-    async def deliver(
-        self, callback_url: str, payload: Mapping[str, Any], message_id: str | None = None
-    ) -> DeliveryAttempt:
-        """One attempt; never raises for network or HTTP failures, it reports them.
+    async def deliver(self, callback_url: str, body: bytes, message_id: str, task_id: str) -> DeliveryAttempt:
+        """One attempt at posting `body` (JSON); never raises for network or HTTP failures, it reports them.
 
         `message_id` is the `webhook-id` of a signed callback: the same on every attempt of one
-        task's callback, so receivers can drop duplicates. It defaults to one derived from the task.
+        task's callback, so receivers can drop duplicates. `task_id` names the task in the logs.
         """
-        task_id = payload.get("taskId")
-        body = json.dumps(payload, separators=(",", ":")).encode()
-        headers = self.signer.headers(message_id or webhook_id(str(task_id)), body) if self.signer else {}
+        headers = self.signer.headers(message_id, body) if self.signer else {}
         try:
             url = URL(callback_url)
             if url.raw_host is None or url.scheme not in ("http", "https"):
@@ -202,7 +196,11 @@ class CallbackManager:
         self.sender = CallbackSender(config, resolve)
 
     def deliver(self, callback_url: str, payload: Mapping[str, Any], message_id: str | None = None) -> DeliveryAttempt:
-        return self._loop.run_until_complete(self.sender.deliver(callback_url, payload, message_id))
+        """One attempt with `payload` as JSON; `message_id` defaults to one derived from its `taskId`."""
+        task_id = str(payload.get("taskId"))
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        attempt = self.sender.deliver(callback_url, body, message_id or webhook_id(task_id), task_id)
+        return self._loop.run_until_complete(attempt)
 
     def send_callback(self, callback_url: str, payload: Mapping[str, Any]) -> bool:
         """True when the receiver answered 2xx."""

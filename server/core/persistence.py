@@ -100,6 +100,7 @@ class TaskPersistence:
 
     def __init__(self, config: Settings | Mapping[str, Any], client: redis.Redis | None = None) -> None:
         settings = as_settings(config)
+        self.settings = settings
         self.redis_client = client if client is not None else redis_client(settings.redis)
         self.root_prefix = settings.redis.key_prefix
         self.key_prefix = task_key(settings.redis.key_prefix, "")  # task keys are this + the task id

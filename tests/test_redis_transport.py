@@ -1,0 +1,51 @@
+"""The broker transport: kombu's Redis transport with one reused client per channel, on plain Redis URLs only."""
+
+from __future__ import annotations
+
+import uuid
+from typing import cast
+
+import kombu
+from celery import Celery
+
+from server.redis_transport import TRANSPORT_PATH, Channel, Transport
+from server.settings import Settings, settings_from_mapping
+from server.worker import celery_config
+
+
+def with_broker(settings: Settings, url: str) -> Settings:
+    return settings_from_mapping(settings.model_dump(mode="json") | {"celery": {"broker_url": url}})
+
+
+def test_celery_publishes_to_plain_redis_through_the_reused_client_transport(settings: Settings) -> None:
+    app = Celery("transport-test")
+    app.config_from_object(celery_config(settings))
+    with app.connection_for_write() as connection:
+        assert isinstance(connection.transport, Transport)
+    # TLS Redis and other brokers keep the transport their URL names.
+    for url in ("rediss://redis.test:6380/0", "amqp://guest:guest@rabbit.test:5672//"):
+        assert celery_config(with_broker(settings, url))["broker_transport"] is None
+
+
+def test_a_channel_reuses_one_client_and_messages_still_flow(settings: Settings) -> None:
+    queue = kombu.Queue(f"xray-test-transport-{uuid.uuid4().hex}")
+    with kombu.Connection(settings.broker_url, transport=TRANSPORT_PATH) as connection:
+        channel = cast(Channel, connection.channel())
+        try:
+            with channel.conn_or_acquire() as first, channel.conn_or_acquire() as second:
+                assert first is second
+            given = kombu.Producer(channel)
+            given.publish({"n": 1}, routing_key=queue.name, exchange="", declare=[queue])
+            with connection.SimpleQueue(queue.name) as inbox:
+                message = inbox.get(timeout=5)
+                message.ack()
+                assert message.payload == {"n": 1}
+            # kombu replaces its pool after a fork or a lost connection: the client follows it.
+            channel._disconnect_pools()  # type: ignore[attr-defined]  # untyped in kombu
+            with channel.conn_or_acquire() as third:
+                assert third is not first
+                assert third.connection_pool is channel.pool
+                assert third.ping()
+        finally:
+            queue(channel).delete()
+            channel.close()
