@@ -82,6 +82,7 @@ class DeliveryService:
             taken = await self.queue.renew(taken, time.time() + self.lease_s)
         if taken is not None:
             self._start(taken)
+            await asyncio.sleep(0)  # let the attempt send its request before the next BLPOP goes out
         return next_poll
 
     def _start(self, handoff: Handoff) -> None:

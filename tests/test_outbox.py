@@ -24,7 +24,7 @@ T = TypeVar("T")
 
 @pytest.fixture
 def private_settings(settings: Settings) -> Settings:
-    """The in-process settings under a key prefix of the test's own, so the wake list is its alone."""
+    """The in-process settings under a key prefix of the test's own, so the hand-off list is its alone."""
     redis = settings.redis.model_dump() | {"key_prefix": f"xray-outbox-{uuid.uuid4().hex}:"}
     return settings_from_mapping(settings.model_dump(mode="json") | {"redis": redis})
 

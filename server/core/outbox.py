@@ -61,15 +61,16 @@ local function handoff(key, member, lease)
   local f = redis.call('HMGET', key, 'status', 'callback', 'callbackUrl', 'taskId', 'taskType', 'data', 'error')
   if not (f[1] and terminal[f[1]] and f[3]) then return false end
   local state = f[2] or '{}'
-  local settled = cjson.decode(state)['status']
-  if settled == 'delivered' or settled == 'failed' then return false end
+  local decoded = cjson.decode(state)
+  if type(decoded) ~= 'table' then state = '{}' decoded = {} end
+  if decoded['status'] == 'delivered' or decoded['status'] == 'failed' then return false end
   local body = '{"taskId":' .. (f[4] or cjson.encode(member)) .. ',"taskType":' .. (f[5] or 'null')
     .. ',"status":' .. f[1] .. ',"data":' .. (f[6] or 'null') .. ',"error":' .. (f[7] or 'null') .. '}'
   return lease .. '\\n' .. cjson.encode(member) .. '\\n' .. f[3] .. '\\n' .. state .. '\\n' .. body
 end
 """.replace("TERMINAL", TERMINAL_LUA_TABLE)
 
-# Puts a hand-off on the wake list (KEYS[3]), keeping the newest MAX_HANDOFFS.
+# Puts a hand-off on the hand-off list (KEYS[3]), keeping the newest MAX_HANDOFFS.
 _PUSH_HANDOFF = f"""
 local entry = handoff(KEYS[1], ARGV[2], ARGV[3])
 if entry then
@@ -78,7 +79,7 @@ if entry then
 end
 """
 
-# KEYS: task hash, due set, wake list, running set. ARGV: ttl, task id, lease end, pairs.
+# KEYS: task hash, due set, hand-off list, running set. ARGV: ttl, task id, lease end, pairs.
 # Ends the task (unless it already ended), claims its callback and hands it over, in one step.
 _END = (
     _HANDOFF_FUNCTION
@@ -95,7 +96,7 @@ redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
     + "return 1\n"
 )
 
-# KEYS: task hash, due set, wake list. ARGV: callback state (JSON), task id, lease end.
+# KEYS: task hash, due set, hand-off list. ARGV: callback state (JSON), task id, lease end.
 # Owes the callback again from now (a replay), superseding any attempt in flight.
 _REPLAY = (
     _HANDOFF_FUNCTION
@@ -172,15 +173,15 @@ class Handoff:
 
 
 def _owed_keys(key_prefix: str) -> tuple[str, str]:
-    """The due set and the wake list (of hand-offs) under the service's key prefix."""
-    return f"{key_prefix}callbacks:due", f"{key_prefix}callbacks:wake"
+    """The due set and the hand-off list under the service's key prefix."""
+    return f"{key_prefix}callbacks:due", f"{key_prefix}callbacks:handoffs"
 
 
 class CallbackOutbox:
     def __init__(self, persistence: TaskPersistence) -> None:
         self.persistence = persistence
         self.client = persistence.redis_client
-        self.due_key, self.wake_key = _owed_keys(persistence.root_prefix)
+        self.due_key, self.handoff_key = _owed_keys(persistence.root_prefix)
         self.lease_s = claim_lease_s(persistence.settings.callback)
         self._end = self.client.register_script(_END)
         self._replay = self.client.register_script(_REPLAY)
@@ -194,14 +195,14 @@ class CallbackOutbox:
             "error": outcome.error,
             "callback": {"status": CallbackStatus.PENDING, "attempts": 0, "failures": 0},
         }
-        keys = [self.persistence._build_key(task_id), self.due_key, self.wake_key, self.persistence.running_key]
+        keys = [self.persistence._build_key(task_id), self.due_key, self.handoff_key, self.persistence.running_key]
         lease = time.time() + self.lease_s
         ended = self._end(keys=keys, args=[self.persistence.ttl, task_id, lease, *flatten_fields(fields)])
         return int(ended) == 1
 
     def replay(self, task_id: str, callback_state: Mapping[str, Any], now: float) -> bool:
         """Owe the callback again from `now` with the given state; False when the task is gone."""
-        keys = [self.persistence._build_key(task_id), self.due_key, self.wake_key]
+        keys = [self.persistence._build_key(task_id), self.due_key, self.handoff_key]
         state = json.dumps(callback_state, separators=(",", ":"))
         return bool(self._replay(keys=keys, args=[state, task_id, now + self.lease_s]))
 
@@ -213,7 +214,7 @@ class DeliveryQueue:
         self.client = client
         self.key_prefix = settings.redis.key_prefix
         self.task_key_prefix = task_key(self.key_prefix, "")  # the claim script appends the member
-        self.due_key, self.wake_key = _owed_keys(self.key_prefix)
+        self.due_key, self.handoff_key = _owed_keys(self.key_prefix)
         self._claim = client.register_script(_CLAIM)
         self._renew = client.register_script(_RENEW)
         self._settle = client.register_script(_SETTLE)
@@ -221,7 +222,7 @@ class DeliveryQueue:
     async def next_handoff(self, timeout_s: float) -> Handoff | None:
         """The oldest hand-off, waiting up to `timeout_s` for one (None: none came)."""
         # BLPOP's timeout 0 means forever; a caller's 0 means "do not wait long".
-        popped = await self.client.blpop([self.wake_key], timeout=max(timeout_s, 0.01))
+        popped = await self.client.blpop([self.handoff_key], timeout=max(timeout_s, 0.01))
         return Handoff.parse(cast(list[str], popped)[1]) if popped else None
 
     async def renew(self, handoff: Handoff, lease: float) -> Handoff | None:
