@@ -20,7 +20,7 @@ from typing import Any
 from server.core.callback import CallbackSender, DeliveryAttempt
 from server.core.clock import iso_utc, utc_now
 from server.core.netpolicy import Resolver, system_resolver
-from server.core.outbox import DeliveryQueue, Handoff, attempt_budget_s, claim_lease_s
+from server.core.outbox import DeliveryQueue, Handoff, claim_lease_s, lease_needed_s
 from server.core.persistence import async_redis_client
 from server.core.retry import next_delay
 from server.core.signing import webhook_id
@@ -41,8 +41,8 @@ class DeliveryService:
         self.schedule = list(settings.callback.retry_schedule)
         self.lease_s = claim_lease_s(settings.callback)
         # A hand-off with less of its lease left than this waited too long on the list to be sent
-        # on it: the claim is renewed first, so that the attempt ends inside it.
-        self.attempt_budget_s = attempt_budget_s(settings.callback)
+        # on it: the claim is renewed first, so that the attempt and its record end inside it.
+        self.lease_needed_s = lease_needed_s(settings.callback)
         self.concurrency = settings.callback.delivery_concurrency
         self._in_flight: set[asyncio.Task[None]] = set()
 
@@ -78,11 +78,11 @@ class DeliveryService:
             # A full batch may have left more due: look again as soon as there is room.
             return now if len(claimed) == free else now + POLL_S
         taken = await self.queue.next_handoff(next_poll - now)
-        if taken is not None and taken.lease - time.time() < self.attempt_budget_s:
+        if taken is not None and taken.lease - time.time() < self.lease_needed_s:
             taken = await self.queue.renew(taken, time.time() + self.lease_s)
         if taken is not None:
             self._start(taken)
-            await asyncio.sleep(0)  # let the attempt send its request before the next BLPOP goes out
+            await asyncio.sleep(0)  # give the attempt a chance to send before the next BLPOP goes out
         return next_poll
 
     def _start(self, handoff: Handoff) -> None:

@@ -57,7 +57,8 @@ def test_a_task_ends_once_and_owes_its_callback(settings: Settings, request: pyt
     outbox = CallbackOutbox(persistence)
     task_id = str(uuid.uuid4())
     assert not outbox.end_task(task_id, Outcome(TaskStatus.SUCCEEDED))  # no such task
-    persistence.claim_task(task_id, {"status": "queued", "attempts": 0, "taskType": "pano"})
+    queued = {"status": "queued", "attempts": 0, "taskType": "pano", "callbackUrl": "http://receiver.test/cb"}
+    persistence.claim_task(task_id, queued)
     persistence.start_attempt(task_id, {"status": "processing"})
     assert persistence.redis_client.sismember(persistence.running_key, persistence._build_key(task_id))
     assert outbox.end_task(task_id, Outcome(TaskStatus.SUCCEEDED, data={"teeth": []}))

@@ -7,6 +7,8 @@ from typing import cast
 
 import kombu
 from celery import Celery
+from kombu.transport import pyamqp
+from kombu.transport import redis as kombu_redis
 
 from server.redis_transport import TRANSPORT_PATH, Channel, Transport
 from server.settings import Settings, settings_from_mapping
@@ -22,9 +24,15 @@ def test_celery_publishes_to_plain_redis_through_the_reused_client_transport(set
     app.config_from_object(celery_config(settings))
     with app.connection_for_write() as connection:
         assert isinstance(connection.transport, Transport)
-    # TLS Redis and other brokers keep the transport their URL names.
-    for url in ("rediss://redis.test:6380/0", "amqp://guest:guest@rabbit.test:5672//"):
-        assert celery_config(with_broker(settings, url))["broker_transport"] is None
+    # TLS Redis and other brokers keep the transport their URL names (building it connects nowhere).
+    for url, stock in (
+        ("rediss://redis.test:6380/0", kombu_redis.Transport),
+        ("amqp://guest:guest@rabbit.test:5672//", pyamqp.Transport),
+    ):
+        other = Celery("transport-test")
+        other.config_from_object(celery_config(with_broker(settings, url)))
+        with other.connection_for_write() as connection:
+            assert type(connection.transport) is stock
 
 
 def test_a_channel_reuses_one_client_and_messages_still_flow(settings: Settings) -> None:

@@ -21,6 +21,7 @@ callbacks (the worker ending a task, the API canceling one or replaying its call
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ from server.core.persistence import TERMINAL_LUA_TABLE, TaskPersistence, flatten
 from server.core.status import CallbackStatus, Outcome
 from server.settings import CallbackSettings, Settings
 
+logger = logging.getLogger(__name__)
+
 # Connect, send and read each get `callback.timeout`; a whole attempt at most this many times it.
 ATTEMPT_TIMEOUTS = 3
 # A claim outlasts the longest attempt by one more timeout and this margin, for the settle.
@@ -41,14 +44,16 @@ LEASE_MARGIN_S = 5.0
 MAX_HANDOFFS = 1000
 
 
-def attempt_budget_s(callback: CallbackSettings) -> float:
-    """The longest one attempt can take, and a second to record it."""
-    return ATTEMPT_TIMEOUTS * callback.timeout + 1
-
-
 def claim_lease_s(callback: CallbackSettings) -> float:
     """How long a claim is its holder's alone."""
     return (ATTEMPT_TIMEOUTS + 1) * callback.timeout + LEASE_MARGIN_S
+
+
+def lease_needed_s(callback: CallbackSettings) -> float:
+    """The least of its lease a claim must have left for an attempt to start on it: the longest
+    attempt and the margin to record it. A hand-off that waited on the list more than about one
+    `callback.timeout` has less, and is renewed first."""
+    return ATTEMPT_TIMEOUTS * callback.timeout + LEASE_MARGIN_S
 
 
 # handoff(key, member, lease): the callback that task hash `key` (due-set member `member`) owes,
@@ -61,8 +66,8 @@ local function handoff(key, member, lease)
   local f = redis.call('HMGET', key, 'status', 'callback', 'callbackUrl', 'taskId', 'taskType', 'data', 'error')
   if not (f[1] and terminal[f[1]] and f[3]) then return false end
   local state = f[2] or '{}'
-  local decoded = cjson.decode(state)
-  if type(decoded) ~= 'table' then state = '{}' decoded = {} end
+  local ok, decoded = pcall(cjson.decode, state)
+  if not (ok and type(decoded) == 'table') then state = '{}' decoded = {} end
   if decoded['status'] == 'delivered' or decoded['status'] == 'failed' then return false end
   local body = '{"taskId":' .. (f[4] or cjson.encode(member)) .. ',"taskType":' .. (f[5] or 'null')
     .. ',"status":' .. f[1] .. ',"data":' .. (f[6] or 'null') .. ',"error":' .. (f[7] or 'null') .. '}'
@@ -70,10 +75,12 @@ local function handoff(key, member, lease)
 end
 """.replace("TERMINAL", TERMINAL_LUA_TABLE)
 
-# Puts a hand-off on the hand-off list (KEYS[3]), keeping the newest MAX_HANDOFFS.
+# Claims the callback of task ARGV[2] until ARGV[3] in the due set (KEYS[2]) and puts its hand-off
+# on the hand-off list (KEYS[3]), keeping the newest MAX_HANDOFFS; nothing when it owes none.
 _PUSH_HANDOFF = f"""
 local entry = handoff(KEYS[1], ARGV[2], ARGV[3])
 if entry then
+  redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
   redis.call('RPUSH', KEYS[3], entry)
   redis.call('LTRIM', KEYS[3], -{MAX_HANDOFFS}, -1)
 end
@@ -90,7 +97,6 @@ if status and terminal[status] then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 4))
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 redis.call('SREM', KEYS[4], KEYS[1])
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
 """
     + _PUSH_HANDOFF
     + "return 1\n"
@@ -103,7 +109,6 @@ _REPLAY = (
     + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], 'callback', ARGV[1])
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
 """
     + _PUSH_HANDOFF
     + "return 1\n"
@@ -238,7 +243,13 @@ class DeliveryQueue:
             return []
         args: list[float | str] = [now, now + lease_s, limit, self.task_key_prefix]
         entries = cast(list[str], await self._claim(keys=[self.due_key], args=args))
-        return [Handoff.parse(entry) for entry in entries]
+        claimed = []
+        for entry in entries:
+            try:
+                claimed.append(Handoff.parse(entry))
+            except ValueError:  # not one of ours; it falls due again when the lease lapses
+                logger.error("unreadable entry claimed from the outbox: %.80r", entry)
+        return claimed
 
     async def settle(
         self, task_id: str, callback_state: Mapping[str, Any], next_due_at: float | None, lease: float
