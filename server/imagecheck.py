@@ -1,7 +1,8 @@
 """Header-level checks of a fully received upload, before its task exists (SPEC §3: 400 / 10003).
 
-`server.imageformat` judged the first bytes while the body streamed in. Here the whole file is on
-disk (staged, not yet visible under its key), and three things are checked:
+`server.imageformat` judged the first bytes while the body streamed in. Here the whole upload has
+arrived (still in memory when small, else staged on disk, not yet visible under its key), and three
+things are checked:
 
 - the format's header parses (Pillow or pydicom, restricted to the one format the extension names);
 - the dimensions are within the worker's pixel limit, so a decompression bomb never reaches a queue;
@@ -9,12 +10,15 @@ disk (staged, not yet visible under its key), and three things are checked:
 
 This runs on every request, so it stays header-only: no pixel is decoded and, besides the header,
 only the file's last `TAIL_BYTES` are read (plus any zero padding stepped over), whatever the image
-size. Whatever needs the pixels decoded (corrupt entropy-coded data, a DICOM codestream that does
+size. An upload still in memory is checked there (`inspect_image_bytes`): reading it back from the
+file cost the API about 0.2 ms of CPU per request under concurrent uploads, in system calls that each
+hand the GIL over. Whatever needs the pixels decoded (corrupt entropy-coded data, a DICOM codestream that does
 not decode, an unsupported photometric interpretation) is still the worker's to find: 12003.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 import threading
@@ -72,8 +76,18 @@ def inspect_image(path: Path, extension: str) -> None:
     `extension` is the lowercase, dotted extension already accepted by `imageformat.extension_of`.
     An `OSError` reading the file itself propagates: that is the storage's fault, not the client's.
     """
+    with open(path, "rb") as fp:
+        _inspect(fp, extension)
+
+
+def inspect_image_bytes(data: bytes, extension: str) -> None:
+    """`inspect_image` for an upload held in memory."""
+    _inspect(io.BytesIO(data), extension)
+
+
+def _inspect(fp: BinaryIO, extension: str) -> None:
     image_format = FORMATS_BY_EXTENSION[extension]
-    with open(path, "rb") as fp, _quiet():
+    with _quiet():
         if image_format is DICOM:
             _inspect_dicom(fp)
         else:

@@ -20,7 +20,7 @@ from starlette.requests import Request
 
 from server.core.storage import ImageStorage, StagedImage
 from server.errors import RequestInvalid, StorageUnavailable, UploadTooLarge
-from server.imagecheck import inspect_image
+from server.imagecheck import inspect_image, inspect_image_bytes
 from server.imageformat import SNIFF_BYTES, check_content, extension_of
 
 logger = logging.getLogger(__name__)
@@ -66,12 +66,16 @@ class UploadedImage:
 
     def commit(self) -> None:
         """Check the whole image (`UnsupportedImage`), then make it readable under its key (blocking)."""
-        self.flush()
-        if self._staged is not None:  # always true after flush(); says so to the type checker
+        # Judged before it is visible under its key, so a refused image never appears there and the
+        # caller's discard() removes what was written. Header-only, as this runs once per request.
+        if self._staged is None:  # never flushed: all of it is still in memory, checked there
+            inspect_image_bytes(b"".join(self._pending), self.extension)
+            self.flush()
+        else:
+            self.flush()
             self._staged.flush()
-            # Judged while still staged: a refused image never appears under its key, and the
-            # caller's discard() removes it. Header-only, as this runs once per request.
             inspect_image(self._staged.path, self.extension)
+        if self._staged is not None:  # always true after flush(); says so to the type checker
             self._staged.commit()
         self._committed = True
 

@@ -1,7 +1,8 @@
 """Hostile images are refused at submit with 400 / 10003 and leave nothing behind (SPEC §3, §6).
 
 Bombs, truncated files, DICOM without pixel data and content that does not match its extension,
-through the real API (no worker) and, faster, through `inspect_image` alone.
+through the real API (no worker) and, faster, through `inspect_image` alone. Uploads under
+`FLUSH_BYTES` are checked in memory, larger ones from their staged file: both ways are covered.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ import pytest
 from pipelines.decode import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
 from server.core.storage import LocalStorage
 from server.errors import UnsupportedImage
-from server.imagecheck import MAX_IMAGE_PIXELS, TAIL_BYTES, inspect_image
-from server.upload import UploadedImage
+from server.imagecheck import MAX_IMAGE_PIXELS, TAIL_BYTES, inspect_image, inspect_image_bytes
+from server.upload import FLUSH_BYTES, UploadedImage
 from tests.support.images import (
     bmp_claiming_size,
     dicom_bytes,
@@ -41,6 +42,9 @@ CALLBACK = "http://127.0.0.1:9/callback"
 NOISY_JPEG = noisy_image_bytes("JPEG")
 NOISY_PNG = noisy_image_bytes("PNG")
 NOISY_BMP = noisy_image_bytes("BMP")
+# Larger than one flush: the API has written it to its staged file before the check, read from there.
+LARGE_JPEG = noisy_image_bytes("JPEG", (1800, 1200))
+assert len(LARGE_JPEG) > FLUSH_BYTES
 
 # (filename, content, a substring of the detail)
 HOSTILE = [
@@ -51,6 +55,7 @@ HOSTILE = [
     pytest.param("bomb.bmp", bmp_claiming_size(20000, 20000), "image too large: 20000 x 20000", id="bmp-bomb"),
     pytest.param("huge.dcm", dicom_claiming_size(10000, 10000), "image too large", id="dicom-over-limit"),
     pytest.param("cut.jpg", NOISY_JPEG[: len(NOISY_JPEG) // 2], "truncated", id="truncated-jpeg"),
+    pytest.param("cut-large.jpg", LARGE_JPEG[:-1000], "truncated", id="truncated-jpeg-from-file"),
     pytest.param("cut.png", NOISY_PNG[: NOISY_PNG.rindex(b"IEND") - 4 - 1000], "truncated", id="truncated-png"),
     pytest.param("cut.bmp", NOISY_BMP[: len(NOISY_BMP) - 1000], "truncated", id="truncated-bmp"),
     pytest.param("cut.dcm", sample_dicom_bytes()[:-1000], "truncated", id="truncated-dicom"),
@@ -70,6 +75,7 @@ VALID = [
     # More zero padding after EOI than the tail that is searched: the benchmark sends such files.
     pytest.param("padded.jpg", jpeg_bytes() + b"\0" * (3 * TAIL_BYTES), id="jpeg-zero-padded"),
     pytest.param("noise.jpeg", NOISY_JPEG, id="jpeg"),
+    pytest.param("large.jpg", LARGE_JPEG, id="jpeg-from-file"),
     pytest.param("deep.png", png16_bytes((300, 200)), id="png-16-bit"),
     pytest.param("noise.png", NOISY_PNG, id="png"),
     pytest.param("scan.bmp", NOISY_BMP, id="bmp"),
@@ -118,20 +124,28 @@ def test_valid_image_is_still_accepted(api_only: Stack, client: httpx.Client, fi
     assert api_only.queued_messages()["pano"] == queued + 1
 
 
-@pytest.mark.parametrize(("filename", "content", "mentions"), HOSTILE + MISMATCHED)
-def test_inspect_image_refuses(tmp_path: Path, filename: str, content: bytes, mentions: str) -> None:
+def inspect(tmp_path: Path, filename: str, content: bytes, in_memory: bool) -> None:
+    """The check as the API runs it on an upload still in memory, or on its staged file."""
     path = tmp_path / filename
+    if in_memory:
+        inspect_image_bytes(content, path.suffix)
+        return
     path.write_bytes(content)
+    inspect_image(path, path.suffix)
+
+
+@pytest.mark.parametrize("in_memory", [True, False], ids=["bytes", "file"])
+@pytest.mark.parametrize(("filename", "content", "mentions"), HOSTILE + MISMATCHED)
+def test_inspect_image_refuses(tmp_path: Path, filename: str, content: bytes, mentions: str, in_memory: bool) -> None:
     with pytest.raises(UnsupportedImage) as refused:
-        inspect_image(path, path.suffix)
+        inspect(tmp_path, filename, content, in_memory)
     assert mentions in (refused.value.detail or "")
 
 
+@pytest.mark.parametrize("in_memory", [True, False], ids=["bytes", "file"])
 @pytest.mark.parametrize(("filename", "content"), VALID)
-def test_inspect_image_accepts(tmp_path: Path, filename: str, content: bytes) -> None:
-    path = tmp_path / filename
-    path.write_bytes(content)
-    inspect_image(path, path.suffix)
+def test_inspect_image_accepts(tmp_path: Path, filename: str, content: bytes, in_memory: bool) -> None:
+    inspect(tmp_path, filename, content, in_memory)
 
 
 def test_what_needs_decoding_is_left_to_the_worker(tmp_path: Path) -> None:
@@ -157,7 +171,19 @@ def test_refused_commit_leaves_no_file(tmp_path: Path) -> None:
     image.keep(memoryview(png_claiming_size(30000, 30000)))
     with pytest.raises(UnsupportedImage):
         image.commit()
+    assert list(tmp_path.iterdir()) == []  # checked in memory: never written
     image.discard()  # what the submitter does with any failure of commit()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_refused_commit_of_a_flushed_upload_leaves_no_file(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path)
+    image = UploadedImage(storage, storage.new_key(".jpg"), ".jpg", "cut.jpg")
+    assert image.keep(memoryview(LARGE_JPEG[:-1000]))
+    image.flush()  # as the reader does past FLUSH_BYTES
+    with pytest.raises(UnsupportedImage, match="truncated"):
+        image.commit()
+    image.discard()
     assert list(tmp_path.iterdir()) == []
 
 
