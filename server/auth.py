@@ -55,14 +55,6 @@ class ApiKeys:
         return found
 
 
-def bearer_token(authorization: str | None) -> str | None:
-    if not authorization:
-        return None
-    scheme, _, token = authorization.partition(" ")
-    token = token.strip()
-    return token if scheme.lower() == "bearer" and token else None
-
-
 async def current_tenant(
     request: Request,
     _declared: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER_SCHEME)],
@@ -71,8 +63,9 @@ async def current_tenant(
     keys: ApiKeys = request.app.state.api_keys
     if not keys.enabled:
         return OPEN_TENANT
-    token = bearer_token(request.headers.get("authorization"))
-    if token is None:
+    # FastAPI's HTTPBearer has parsed the header: credentials only for the Bearer scheme with a key.
+    token = _declared.credentials.strip() if _declared is not None else ""
+    if not token:
         raise Unauthorized("send the API key as 'Authorization: Bearer <key>'")
     tenant = keys.tenant_for(token)
     if tenant is None:

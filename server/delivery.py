@@ -125,6 +125,7 @@ class DeliveryService:
         expires_in = await self.queue.seconds_to_expiry(task_id) if delay else -1
         if attempt.delivered:
             state["status"] = CallbackStatus.DELIVERED
+            outcome = "delivered"
             logger.info("task %s: callback delivered (HTTP %s)", task_id, attempt.status_code)
         elif delay is None or (0 <= expires_in < delay):
             state["status"] = CallbackStatus.FAILED
@@ -134,16 +135,17 @@ class DeliveryService:
                 else "the task's record expires before the next attempt"
             )  # fmt: skip
             delay = None
+            outcome = "failed"
             logger.error("task %s: callback failed for good (%s): %s", task_id, why, attempt.error)
         else:
             state["status"] = CallbackStatus.PENDING
             state["nextAttemptAt"] = iso_utc(now + delay)
+            outcome = "retry"
             logger.warning("task %s: callback failed (%s); next attempt in %.0f s", task_id, attempt.error, delay)
         if not await self.queue.settle(task_id, state, None if delay is None else now + delay, lease):
             logger.info("task %s: a newer claim or a replay took over this callback; result not recorded", task_id)
             CALLBACK_ATTEMPTS.labels("superseded").inc()
             return
-        outcome = {CallbackStatus.DELIVERED: "delivered", CallbackStatus.FAILED: "failed"}.get(state["status"], "retry")
         CALLBACK_ATTEMPTS.labels(outcome).inc()
 
 

@@ -38,7 +38,7 @@ class TaskLifecycle:
         record = self.get(task_id)
         if not self.outbox.end_task(task_id, CANCELED):
             current = self.get(task_id)  # TaskNotFound when it expired meanwhile
-            raise TaskAlreadyFinished(f"task {task_id} already {current.get('status')}")
+            raise TaskAlreadyFinished(f"task {current['taskId']} already {current.get('status')}")
         logger.info("task %s canceled (was %s)", task_id, record.get("status"))
         if not self.keep_images:
             discard_image(self.storage, record)
@@ -48,9 +48,9 @@ class TaskLifecycle:
         """Owe the callback again from now, with a fresh retry schedule."""
         record = self.get(task_id)
         if not TaskStatus(record.get("status", TaskStatus.QUEUED)).is_terminal():
-            raise RequestInvalid(f"task {task_id} has not ended; its callback goes out when it does")
+            raise RequestInvalid(f"task {record['taskId']} has not ended; its callback goes out when it does")
         state = dict(record.get("callback") or {})
         state.update(status=CallbackStatus.PENDING, failures=0, nextAttemptAt=utc_now())
         if not self.outbox.replay(task_id, state, time.time()):
-            raise TaskNotFound(f"no task {task_id} (it expired)")
+            raise TaskNotFound(f"no task {record['taskId']} (it expired)")
         return self.get(task_id)

@@ -22,13 +22,11 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 
 import redis
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 
 from server.metrics_dir import MULTIPROC_VARIABLE
-
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 HTTP_REQUESTS = Counter("xray_http_requests_total", "API requests", ["method", "route", "status"])
 HTTP_DURATION = Histogram(
@@ -81,10 +79,6 @@ def registry(*extra: Collector) -> CollectorRegistry:
     for collector in extra:
         collected.register(collector)
     return collected
-
-
-def exposition(collected: CollectorRegistry) -> bytes:
-    return generate_latest(collected)
 
 
 def process_exited(pid: int) -> None:

@@ -7,10 +7,11 @@ from typing import Any, Literal
 import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
+from prometheus_client import generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4 as CONTENT_TYPE
 from pydantic import BaseModel, Field
 
 from server.health import HealthMonitor, HealthReport
-from server.metrics import CONTENT_TYPE, exposition
 
 router = APIRouter()
 
@@ -65,5 +66,5 @@ async def readyz(request: Request) -> JSONResponse:
 @router.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE: {}}}})
 async def metrics(request: Request) -> Response:
     """Prometheus metrics of this API (all its processes) and the depth of each queue."""
-    body = await anyio.to_thread.run_sync(exposition, request.app.state.metrics_registry)
+    body = await anyio.to_thread.run_sync(generate_latest, request.app.state.metrics_registry)
     return Response(body, media_type=CONTENT_TYPE)

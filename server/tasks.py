@@ -21,7 +21,7 @@ from server.core.persistence import TaskPersistence
 from server.core.pipeline_loading import load_pipelines
 from server.core.processing import ImageStoreUnavailable, PipelineUnavailable, TaskProcessor
 from server.core.status import TIMED_OUT
-from server.core.storage import discard_image, make_storage
+from server.core.storage import ImageStorage, discard_image, make_storage
 from server.metrics import process_exited
 from server.metrics import registry as metrics_registry
 from server.settings import get_settings
@@ -77,10 +77,10 @@ _liveness_stop = threading.Event()
 
 
 @worker_ready.connect
-def _start_liveness(sender: Any = None, **_: Any) -> None:
+def _start_liveness(**_: Any) -> None:
     """In the worker's main process: heartbeat, and resend tasks of workers that died."""
     settings = get_settings()
-    node_name = str(getattr(sender, "hostname", "") or "")
+    node_name = _node_name
     if settings.metrics.worker_port:
         # The pool processes' metrics, added up, on a port of the worker's main process.
         start_http_server(settings.metrics.worker_port, registry=metrics_registry())
@@ -103,16 +103,24 @@ def _stop_liveness(**_: Any) -> None:
     _liveness_stop.set()
 
 
+@cache
+def _main_process_clients() -> tuple[CallbackOutbox, ImageStorage | None]:
+    """The worker main process's own outbox and image store (None when images are kept), built on
+    first use: it ends a task itself only when a hard time limit killed the pool process running it."""
+    settings = get_settings()
+    storage = None if settings.storage.keep_images else make_storage(settings)
+    return CallbackOutbox(TaskPersistence(settings)), storage
+
+
 def _end_after_hard_time_limit(task_id: str) -> None:
     """The pool process running the task was killed: record 12004 (which queues the callback)."""
-    settings = get_settings()
-    with TaskPersistence(settings) as persistence:
-        record = persistence.get_task(task_id)
-        if record is None or not CallbackOutbox(persistence).end_task(task_id, TIMED_OUT):
-            return
+    outbox, storage = _main_process_clients()
+    record = outbox.persistence.get_task(task_id)
+    if record is None or not outbox.end_task(task_id, TIMED_OUT):
+        return
     logger.error("task %s hit the hard time limit; ended with 12004", task_id)
-    if not settings.storage.keep_images:
-        discard_image(make_storage(settings), record)
+    if storage is not None:
+        discard_image(storage, record)
 
 
 class AnalyzeTask(Task[Any, None]):

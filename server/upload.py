@@ -69,7 +69,9 @@ class UploadedImage:
         # Judged before it is visible under its key, so a refused image never appears there and the
         # caller's discard() removes what was written. Header-only, as this runs once per request.
         if self._staged is None:  # never flushed: all of it is still in memory, checked there
-            inspect_image_bytes(b"".join(self._pending), self.extension)
+            whole = b"".join(self._pending)
+            inspect_image_bytes(whole, self.extension)
+            self._pending = [memoryview(whole)]  # then written in one piece
             self.flush()
         else:
             self.flush()

@@ -198,10 +198,9 @@ def test_every_role_runs_an_entry_point_of_this_repository() -> None:
     assert command_of(found["delivery"])[1] == "main_delivery.py"
 
 
-def test_worker_command_lines_parse_and_name_real_queues(monkeypatch: pytest.MonkeyPatch) -> None:
-    workers = {name: s for name, s in services().items() if our_image(s) and command_of(s)[1] == "main_worker.py"}
-    assert set(workers) >= {"worker-pano", "worker-ceph"}
-    served: set[str] = set()
+@pytest.fixture
+def worker_startup_stopped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`main_worker.main` parses its command line, exports what it learnt, then raises `_Parsed`."""
 
     def parsed() -> Settings:
         raise _Parsed
@@ -210,6 +209,13 @@ def test_worker_command_lines_parse_and_name_real_queues(monkeypatch: pytest.Mon
     for name in ("XRAY__WORKER__QUEUES", "REMAP_SIGTERM"):  # main() sets both; undo that afterwards
         monkeypatch.setenv(name, "placeholder")
         monkeypatch.delenv(name)
+
+
+@pytest.mark.usefixtures("worker_startup_stopped")
+def test_worker_command_lines_parse_and_name_real_queues() -> None:
+    workers = {name: s for name, s in services().items() if our_image(s) and command_of(s)[1] == "main_worker.py"}
+    assert set(workers) >= {"worker-pano", "worker-ceph"}
+    served: set[str] = set()
     for name, service in workers.items():
         arguments = worker_arguments(service)
         queues = option(arguments, "--queues")
@@ -223,19 +229,13 @@ def test_worker_command_lines_parse_and_name_real_queues(monkeypatch: pytest.Mon
         with pytest.raises(_Parsed):
             main_worker.main(arguments)
         assert json.loads(os.environ["XRAY__WORKER__QUEUES"]) == queues.split(",")
-        assert settings_for(monkeypatch, service, {}).worker.queues == queues.split(",")
+        assert load_settings().worker.queues == queues.split(",")  # what main() exported, as loaded
     assert served == set(TASK_TYPES), "every task type needs a worker service"
 
 
-def test_worker_parser_refuses_what_it_does_not_know(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.usefixtures("worker_startup_stopped")
+def test_worker_parser_refuses_what_it_does_not_know() -> None:
     """The check above can fail: an unknown option never reaches the settings."""
-
-    def parsed() -> Settings:
-        raise _Parsed
-
-    monkeypatch.setattr(main_worker, "startup_settings", parsed)
-    monkeypatch.setenv("REMAP_SIGTERM", "placeholder")
-    monkeypatch.delenv("REMAP_SIGTERM")
     with pytest.raises(SystemExit) as exited:
         main_worker.main(["--queues", "pano", "--pool-size", "1"])
     assert exited.value.code == 2

@@ -9,7 +9,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from server.embedded_redis import EmbeddedRedis, free_port
-from tests.conftest import new_stack
+from tests.conftest import TEST_DATABASES, new_stack
 from tests.support.receiver import CallbackReceiver
 from tests.support.stack import Stack, wait_until
 
@@ -52,11 +52,12 @@ def test_without_a_worker_the_api_is_ready_but_not_healthy(api_only: Stack) -> N
 
 
 def test_without_redis_only_livez_answers_ok(tmp_path_factory: pytest.TempPathFactory) -> None:
-    own_redis = EmbeddedRedis(tmp_path_factory.mktemp("redis-health"))
+    own_redis = EmbeddedRedis(tmp_path_factory.mktemp("redis-health"), databases=TEST_DATABASES)
     own_redis.start()
     stack = new_stack(own_redis, tmp_path_factory)
     try:
         stack.start_api()
+        assert httpx.get(f"{stack.base_url}/readyz", timeout=10).status_code == 200
         own_redis.stop()
         wait_until(lambda: httpx.get(f"{stack.base_url}/readyz", timeout=10).status_code == 503, timeout_s=20)
         health = httpx.get(f"{stack.base_url}/health", timeout=10)

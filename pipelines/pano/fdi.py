@@ -11,9 +11,6 @@ from __future__ import annotations
 import re
 from typing import Final
 
-PERMANENT_TEETH: Final[tuple[int, ...]] = tuple(10 * q + p for q in range(1, 5) for p in range(1, 9))
-PRIMARY_TEETH: Final[tuple[int, ...]] = tuple(10 * q + p for q in range(5, 9) for p in range(1, 6))
-
 # "11", "tooth_11", "Tooth 11", "FDI 11", "fdi-11". No "#": "#11" is Universal notation, a different tooth.
 _LABEL: Final = re.compile(r"(?:(?:tooth|fdi)[ _-]*)?(\d{2})", re.IGNORECASE)
 
@@ -37,24 +34,11 @@ def parse_fdi(label: str | int) -> int | None:
     return n if is_valid_fdi(n) else None
 
 
-def _checked(n: int) -> tuple[int, int]:
-    if not is_valid_fdi(n):
-        raise ValueError(f"not an FDI tooth number: {n!r}")
-    return divmod(n, 10)
-
-
-def quadrant(n: int) -> int:
-    """1-4 for permanent teeth, 5-8 for primary ones; ValueError when `n` is no FDI number."""
-    return _checked(n)[0]
-
-
-def is_primary(n: int) -> bool:
-    return _checked(n)[0] >= 5
-
-
 def fdi_to_universal(n: int) -> str:
     """Universal number ("1".."32") or letter ("A".."T"); ValueError when `n` is no FDI number."""
-    q, p = _checked(n)
+    if not is_valid_fdi(n):
+        raise ValueError(f"not an FDI tooth number: {n!r}")
+    q, p = divmod(n, 10)
     if q == 1:
         return str(9 - p)
     if q == 2:

@@ -44,16 +44,16 @@ LEASE_MARGIN_S = 5.0
 MAX_HANDOFFS = 1000
 
 
-def claim_lease_s(callback: CallbackSettings) -> float:
-    """How long a claim is its holder's alone."""
-    return (ATTEMPT_TIMEOUTS + 1) * callback.timeout + LEASE_MARGIN_S
-
-
 def lease_needed_s(callback: CallbackSettings) -> float:
     """The least of its lease a claim must have left for an attempt to start on it: the longest
-    attempt and the margin to record it. A hand-off that waited on the list more than about one
-    `callback.timeout` has less, and is renewed first."""
+    attempt and the margin to record it."""
     return ATTEMPT_TIMEOUTS * callback.timeout + LEASE_MARGIN_S
+
+
+def claim_lease_s(callback: CallbackSettings) -> float:
+    """How long a claim is its holder's alone: what an attempt needs, and one `callback.timeout`
+    for a hand-off to wait on the list before it must be renewed."""
+    return lease_needed_s(callback) + callback.timeout
 
 
 # handoff(key, member, lease): the callback that task hash `key` (due-set member `member`) owes,
@@ -172,9 +172,9 @@ class Handoff:
     body: bytes
 
     @classmethod
-    def parse(cls, entry: str) -> Handoff:
-        lease, member, url, state, body = entry.split("\n", 4)
-        return cls(json.loads(member), float(lease), json.loads(url), json.loads(state), body.encode())
+    def parse(cls, entry: bytes) -> Handoff:
+        lease, member, url, state, body = entry.split(b"\n", 4)
+        return cls(json.loads(member), float(lease), json.loads(url), json.loads(state), body)
 
 
 def _owed_keys(key_prefix: str) -> tuple[str, str]:
@@ -228,7 +228,7 @@ class DeliveryQueue:
         """The oldest hand-off, waiting up to `timeout_s` for one (None: none came)."""
         # BLPOP's timeout 0 means forever; a caller's 0 means "do not wait long".
         popped = await self.client.blpop([self.handoff_key], timeout=max(timeout_s, 0.01))
-        return Handoff.parse(cast(list[str], popped)[1]) if popped else None
+        return Handoff.parse(cast(list[bytes], popped)[1]) if popped else None
 
     async def renew(self, handoff: Handoff, lease: float) -> Handoff | None:
         """The hand-off claimed until `lease`, fresh from the record; None when its claim is no longer
@@ -242,7 +242,7 @@ class DeliveryQueue:
         if limit <= 0:
             return []
         args: list[float | str] = [now, now + lease_s, limit, self.task_key_prefix]
-        entries = cast(list[str], await self._claim(keys=[self.due_key], args=args))
+        entries = cast(list[bytes], await self._claim(keys=[self.due_key], args=args))
         claimed = []
         for entry in entries:
             try:

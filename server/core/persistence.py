@@ -70,8 +70,9 @@ def redis_client(settings: RedisSettings, *, db: int | None = None) -> redis.Red
 
 
 def async_redis_client(settings: RedisSettings) -> redis.asyncio.Redis:
-    """The same connection settings, for a process that runs on an event loop."""
-    return redis.asyncio.Redis(**_connection(settings))
+    """The same connection settings, for a process that runs on an event loop (the delivery
+    service). Its answers stay bytes: callback bodies are sent as Redis holds them, never decoded."""
+    return redis.asyncio.Redis(**(_connection(settings) | {"decode_responses": False}))
 
 
 def task_key(key_prefix: str, task_id: str) -> str:
