@@ -34,6 +34,18 @@ def new_stack(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFact
     return Stack(redis_server, db, tmp_path_factory.mktemp(f"stack{db}"), **settings)
 
 
+def running_api(
+    redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory, **settings: str
+) -> Iterator[Stack]:
+    """For a fixture to `yield from`: a new stack with only its API running, stopped afterwards."""
+    stack = new_stack(redis_server, tmp_path_factory, **settings)
+    stack.start_api()
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
 def started_stack(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory, **settings: str) -> Stack:
     """A new stack with API, worker and callback delivery running."""
     return new_stack(redis_server, tmp_path_factory, **settings).start_all()
@@ -60,10 +72,7 @@ def stack(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory)
 @pytest.fixture(scope="module")
 def api_only(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """An API with no worker: whatever a request leaves in Redis or the queues stays visible."""
-    service = new_stack(redis_server, tmp_path_factory)
-    service.start_api()
-    yield service
-    service.stop()
+    yield from running_api(redis_server, tmp_path_factory)
 
 
 @pytest.fixture

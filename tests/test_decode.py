@@ -9,7 +9,6 @@ import io
 
 import numpy as np
 import numpy.typing as npt
-import pydicom
 import pytest
 from PIL import Image
 from pydicom.dataset import Dataset
@@ -17,7 +16,13 @@ from pydicom.pixels.utils import pixel_array
 
 from pipelines.decode import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
 from pipelines.image import DecodedImage, SpacingSource
-from tests.support.images import png_claiming_size, sample_dicom_bytes
+from tests.support.images import (
+    dicom_file_bytes,
+    dicom_without_pixel_data,
+    png_claiming_size,
+    sample_dataset,
+    sample_dicom_bytes,
+)
 
 # --- helpers -----------------------------------------------------------------------------------------
 
@@ -34,20 +39,8 @@ def _encode(image: Image.Image, fmt: str, **options: object) -> bytes:
     return buffer.getvalue()
 
 
-def _sample(name: str) -> Dataset:
-    path = pydicom.data.get_testdata_file(name, download=False)
-    assert isinstance(path, str), f"pydicom sample {name} is not bundled"
-    return pydicom.dcmread(path)
-
-
-def _file_bytes(ds: Dataset) -> bytes:
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
-
-
 def _decode_ds(ds: Dataset) -> DecodedImage:
-    return decode_image(_file_bytes(ds), ".dcm")
+    return decode_image(dicom_file_bytes(ds), ".dcm")
 
 
 # --- JPEG / PNG / BMP ----------------------------------------------------------------------------------
@@ -262,10 +255,8 @@ def test_dicom_without_magic_is_refused() -> None:
 
 
 def test_dicom_without_pixel_data_is_refused() -> None:
-    ds = _sample("MR_small.dcm")
-    del ds.PixelData
     with pytest.raises(ImageDecodeError, match="^DICOM file has no pixel data$"):
-        _decode_ds(ds)
+        decode_image(dicom_without_pixel_data("MR_small.dcm"), ".dcm")
 
 
 @pytest.mark.parametrize("name", ["MR_truncated.dcm", "JPEG-lossy.dcm"])
@@ -276,9 +267,9 @@ def test_undecodable_dicom_pixels_are_refused(name: str) -> None:
 
 
 def test_dicom_size_is_checked_from_the_header() -> None:
-    ds = _sample("MR_small.dcm")
+    ds = sample_dataset("MR_small.dcm")
     with pytest.raises(ImageDecodeError, match="64 x 64 pixels exceeds the 4095-pixel limit"):
-        decode_image(_file_bytes(ds), ".dcm", max_pixels=4095)
+        decode_image(dicom_file_bytes(ds), ".dcm", max_pixels=4095)
     ds.Rows = 0
     with pytest.raises(ImageDecodeError, match="^image has no pixels$"):
         _decode_ds(ds)
@@ -304,8 +295,8 @@ def test_palette_colour_dicom_is_refused() -> None:
 )
 def test_lossless_transfer_syntaxes_decode_identically(name: str, syntax: str) -> None:
     reference = decode_image(sample_dicom_bytes("MR_small.dcm"), ".dcm")  # explicit VR little endian
-    assert _sample("MR_small.dcm").file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
-    assert _sample(name).file_meta.TransferSyntaxUID == syntax
+    assert sample_dataset("MR_small.dcm").file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
+    assert sample_dataset(name).file_meta.TransferSyntaxUID == syntax
     image = decode_image(sample_dicom_bytes(name), ".dcm")
     assert (image.pixels.shape, image.pixels.dtype.name, image.bits_stored) == ((64, 64), "uint16", 16)
     assert np.array_equal(image.pixels, reference.pixels)
@@ -319,7 +310,7 @@ def test_colour_dicom_in_rle_jpeg_and_jpeg2000() -> None:
         assert np.array_equal(decode_image(sample_dicom_bytes(lossless), ".dcm").pixels, reference)
     # JPEG baseline stored as YBR_FULL: converted to RGB by pydicom, then to luminance; lossy, so close
     baseline = decode_image(sample_dicom_bytes("SC_rgb_jpeg_dcmtk.dcm"), ".dcm")
-    assert _sample("SC_rgb_jpeg_dcmtk.dcm").PhotometricInterpretation == "YBR_FULL"
+    assert sample_dataset("SC_rgb_jpeg_dcmtk.dcm").PhotometricInterpretation == "YBR_FULL"
     assert baseline.pixels.dtype == np.uint8
     assert np.abs(baseline.pixels.astype(int) - reference).max() <= 8
 
@@ -332,7 +323,7 @@ def test_16bit_colour_dicom_keeps_16_bits() -> None:
 
 
 def test_jpeg2000_without_window_uses_the_full_data_range() -> None:
-    ds = _sample("JPEG2000.dcm")
+    ds = sample_dataset("JPEG2000.dcm")
     assert "WindowCenter" not in ds and "RescaleSlope" not in ds
     stored = ds.pixel_array.astype(np.float64)
     expected = np.rint((stored - stored.min()) * 65535 / (stored.max() - stored.min()))
@@ -342,20 +333,20 @@ def test_jpeg2000_without_window_uses_the_full_data_range() -> None:
 
 
 def test_multi_frame_gives_the_first_frame() -> None:
-    single = _sample("MR_small.dcm")
+    single = sample_dataset("MR_small.dcm")
     first = single.pixel_array
     second = np.ascontiguousarray(first[::-1, ::-1])
-    multi = _sample("MR_small.dcm")
+    multi = sample_dataset("MR_small.dcm")
     multi.NumberOfFrames = 2
     multi.PixelData = first.tobytes() + second.tobytes()
     image = _decode_ds(multi)
-    assert np.array_equal(image.pixels, decode_image(_file_bytes(single), ".dcm").pixels)
+    assert np.array_equal(image.pixels, decode_image(dicom_file_bytes(single), ".dcm").pixels)
     single.PixelData = second.tobytes()
     assert not np.array_equal(image.pixels, _decode_ds(single).pixels)
 
 
 def test_multi_frame_colour_sample_gives_the_first_frame() -> None:
-    two_frames = _sample("SC_rgb_rle_2frame.dcm")
+    two_frames = sample_dataset("SC_rgb_rle_2frame.dcm")
     assert not np.array_equal(pixel_array(two_frames, index=0), pixel_array(two_frames, index=1))
     image = decode_image(sample_dicom_bytes("SC_rgb_rle_2frame.dcm"), ".dcm")
     assert np.array_equal(image.pixels, decode_image(sample_dicom_bytes("SC_rgb_rle.dcm"), ".dcm").pixels)
@@ -366,7 +357,7 @@ def test_multi_frame_colour_sample_gives_the_first_frame() -> None:
 
 def _monochrome1() -> Dataset:
     # A CR with MONOCHROME1, rescale (0.684, +200) and a window: the only such sample bundled offline
-    ds = _sample("6154")
+    ds = sample_dataset("6154")
     assert ds.PhotometricInterpretation == "MONOCHROME1"
     return ds
 
@@ -405,7 +396,7 @@ def _expected_window(hu: npt.NDArray[np.float64], center: float, width: float) -
 
 @pytest.mark.parametrize("intercept_shift", [0.0, 500.0])
 def test_rescale_then_window(intercept_shift: float) -> None:
-    ds = _sample("CT_small.dcm")
+    ds = sample_dataset("CT_small.dcm")
     slope, intercept = float(ds.RescaleSlope), float(ds.RescaleIntercept) + intercept_shift
     ds.RescaleIntercept = intercept
     ds.WindowCenter, ds.WindowWidth = 40, 400
@@ -419,7 +410,7 @@ def test_rescale_then_window(intercept_shift: float) -> None:
 
 
 def test_rescale_changes_the_windowed_result() -> None:
-    ds = _sample("CT_small.dcm")
+    ds = sample_dataset("CT_small.dcm")
     ds.WindowCenter, ds.WindowWidth = 40, 400
     original = _decode_ds(ds).pixels
     ds.RescaleIntercept = float(ds.RescaleIntercept) + 500
@@ -427,7 +418,7 @@ def test_rescale_changes_the_windowed_result() -> None:
 
 
 def test_voi_lut_sequence_wins_over_window_and_uses_its_own_range() -> None:
-    ds = _sample("MR_small.dcm")
+    ds = sample_dataset("MR_small.dcm")
     assert "WindowCenter" in ds
     stored = ds.pixel_array.astype(np.int64)
     first, count = int(stored.min()), int(stored.max() - stored.min() + 1)
@@ -444,7 +435,7 @@ def test_voi_lut_sequence_wins_over_window_and_uses_its_own_range() -> None:
 
 
 def test_malformed_window_falls_back_to_the_full_range() -> None:
-    ds = _sample("MR_small.dcm")
+    ds = sample_dataset("MR_small.dcm")
     ds.WindowWidth = 0  # LINEAR needs width >= 1
     stored = ds.pixel_array.astype(np.float64)
     expected = np.rint((stored - stored.min()) * 65535 / (stored.max() - stored.min()))
@@ -464,7 +455,7 @@ _Tags = dict[str, object]
 
 
 def _with_spacing_tags(tags: _Tags) -> Dataset:
-    ds = _sample("MR_small.dcm")
+    ds = sample_dataset("MR_small.dcm")
     del ds.PixelSpacing
     for keyword, value in tags.items():
         setattr(ds, keyword, value)
@@ -520,7 +511,7 @@ def test_spacing_source_table(tags: _Tags, expected: tuple[float, float, str] | 
 @pytest.mark.parametrize(("extra", "expected"), [({}, None), ({"ImagerPixelSpacing": [0.2, 0.2]}, "detector")])
 def test_unparseable_spacing_text_counts_as_absent(extra: _Tags, expected: str | None) -> None:
     ds = _with_spacing_tags({"PixelSpacing": [0.5, 0.5], "PixelSpacingCalibrationType": "FIDUCIAL", **extra})
-    data = _file_bytes(ds)
+    data = dicom_file_bytes(ds)
     assert data.count(b"0.5\\0.5 ") == 1
     image = decode_image(data.replace(b"0.5\\0.5 ", b"abc\\0.5 "), ".dcm")  # same length, not a number
     assert (None if image.spacing is None else image.spacing.source.value) == expected

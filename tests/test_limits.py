@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from server.embedded_redis import EmbeddedRedis
-from tests.conftest import new_stack
+from tests.conftest import new_stack, running_api
 from tests.support import multipart
 from tests.support.images import jpeg_bytes
 from tests.support.stack import Stack
@@ -23,10 +23,7 @@ LIMIT_MB = 0.25
 
 @pytest.fixture(scope="module")
 def small_limit(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    stack = new_stack(redis_server, tmp_path_factory, XRAY__LIMITS__MAX_UPLOAD_MB=str(LIMIT_MB))
-    stack.start_api()
-    yield stack
-    stack.stop()
+    yield from running_api(redis_server, tmp_path_factory, XRAY__LIMITS__MAX_UPLOAD_MB=str(LIMIT_MB))
 
 
 def _body(image_size: int) -> tuple[str, bytes]:

@@ -12,7 +12,7 @@ from server.core.callback import CallbackManager
 from server.core.netpolicy import CallbackPolicy, CallbackRefused
 from server.embedded_redis import EmbeddedRedis
 from server.settings import Settings, settings_from_mapping
-from tests.conftest import new_stack
+from tests.conftest import new_stack, running_api
 from tests.support.images import jpeg_bytes
 from tests.support.receiver import CallbackReceiver
 from tests.support.stack import Stack, wait_until
@@ -119,10 +119,7 @@ def test_the_sender_refuses_again_at_send_time(settings: Settings, receiver: Cal
 
 @pytest.fixture(scope="module")
 def strict_api(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    stack = new_stack(redis_server, tmp_path_factory, XRAY__CALLBACK__ALLOW_PRIVATE_NETWORKS="false")
-    stack.start_api()
-    yield stack
-    stack.stop()
+    yield from running_api(redis_server, tmp_path_factory, XRAY__CALLBACK__ALLOW_PRIVATE_NETWORKS="false")
 
 
 @pytest.mark.parametrize(

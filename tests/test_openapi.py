@@ -14,7 +14,7 @@ import schemathesis
 
 from server.embedded_redis import EmbeddedRedis
 from server.schemas import MAX_CALLBACK_URL_LENGTH, TASK_ID_PATTERN
-from tests.conftest import new_stack
+from tests.conftest import running_api
 from tests.support import multipart
 from tests.support.images import jpeg_bytes
 from tests.support.stack import Stack
@@ -61,15 +61,12 @@ ERROR_HEADERS = {401: "WWW-Authenticate", 503: "Retry-After"}
 @pytest.fixture(scope="module")
 def api(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """An API with keys and a small upload limit, and no worker: accepted tasks stay queued."""
-    stack = new_stack(
+    yield from running_api(
         redis_server,
         tmp_path_factory,
         XRAY__SECURITY__API_KEYS=json.dumps({"clinic": KEY}),
         XRAY__LIMITS__MAX_UPLOAD_MB=str(LIMIT_MB),
     )
-    stack.start_api()
-    yield stack
-    stack.stop()
 
 
 @pytest.fixture(scope="module")

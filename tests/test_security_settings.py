@@ -15,7 +15,7 @@ import pytest
 from server.embedded_redis import EmbeddedRedis
 from server.logsetup import configure_logging
 from server.settings import PROJECT_ROOT, ConfigError, load_settings
-from tests.conftest import new_stack
+from tests.conftest import running_api
 from tests.support.stack import Stack, wait_until
 
 PRODUCTION_READY = {
@@ -83,10 +83,7 @@ def test_cors_wildcard_with_credentials_is_refused(monkeypatch: pytest.MonkeyPat
 
 @pytest.fixture(scope="module")
 def cors_api(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    stack = new_stack(redis_server, tmp_path_factory, XRAY__API__CORS_ORIGINS='["https://viewer.clinic.example"]')
-    stack.start_api()
-    yield stack
-    stack.stop()
+    yield from running_api(redis_server, tmp_path_factory, XRAY__API__CORS_ORIGINS='["https://viewer.clinic.example"]')
 
 
 def test_cors_answers_only_the_configured_origins(cors_api: Stack) -> None:

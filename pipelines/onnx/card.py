@@ -83,6 +83,10 @@ class YoloOutputSpec(_Strict):
     iou_threshold: float = Field(default=0.45, gt=0, le=1)
     max_detections: int = Field(default=300, ge=1)
 
+    def values_per_box(self, num_classes: int) -> int:
+        """cx, cy, w, h, v5's objectness, and one score per class."""
+        return (5 if self.layout == "v5" else 4) + num_classes
+
 
 class HeatmapOutputSpec(_Strict):
     """One heatmap channel per landmark (see `pipelines.onnx.heatmap`)."""

@@ -39,7 +39,7 @@ class Detection:
 def _feature_major(output: npt.ArrayLike, spec: YoloOutputSpec, num_classes: int) -> npt.NDArray[np.float32]:
     """The output as a (features, N) view: rows cx, cy, w, h, [objectness,] class scores."""
     data = np.asarray(output, dtype=np.float32)
-    width = (5 if spec.layout == "v5" else 4) + num_classes
+    width = spec.values_per_box(num_classes)
     if data.ndim == 3 and data.shape[0] == 1:
         # v8 is feature-major as exported; v5 and transposed v8 are candidate-major. If both axes
         # equal 4 + nc the exporter's usual layout wins.

@@ -90,12 +90,13 @@ def output_mismatch(shape: Sequence[Dim], card: ModelCard) -> str | None:
         if len(shape) != 4 or not _fits(shape[0], 1) or not _fits(shape[1], count):
             return f"a heatmap model with {count} landmarks needs an output of shape (1, {count}, h, w)"
         return None
+    width = output.values_per_box(count)
     if output.layout == "v5":
-        if len(shape) != 3 or not _fits(shape[0], 1) or not _fits(shape[2], 5 + count):
-            return f"a v5 detector with {count} classes needs an output of shape (1, N, {5 + count})"
+        if len(shape) != 3 or not _fits(shape[0], 1) or not _fits(shape[2], width):
+            return f"a v5 detector with {count} classes needs an output of shape (1, N, {width})"
         return None
-    if len(shape) != 3 or not _fits(shape[0], 1) or not (_fits(shape[1], 4 + count) or _fits(shape[2], 4 + count)):
-        return f"a v8 detector with {count} classes needs an output of shape (1, {4 + count}, N) or (1, N, {4 + count})"
+    if len(shape) != 3 or not _fits(shape[0], 1) or not (_fits(shape[1], width) or _fits(shape[2], width)):
+        return f"a v8 detector with {count} classes needs an output of shape (1, {width}, N) or (1, N, {width})"
     return None
 
 

@@ -8,7 +8,9 @@ import struct
 import zlib
 
 from PIL import Image
+from pydicom import dcmread
 from pydicom.data import get_testdata_file
+from pydicom.dataset import Dataset
 
 
 def image_bytes(fmt: str = "JPEG", size: tuple[int, int] = (64, 48)) -> bytes:
@@ -28,6 +30,18 @@ def sample_dicom_bytes(name: str = "CT_small.dcm") -> bytes:
     assert isinstance(path, str), f"pydicom sample {name} is not bundled"
     with open(path, "rb") as handle:
         return handle.read()
+
+
+def sample_dataset(name: str = "CT_small.dcm") -> Dataset:
+    """A bundled pydicom sample, parsed, to be altered and saved with `dicom_file_bytes`."""
+    return dcmread(io.BytesIO(sample_dicom_bytes(name)))
+
+
+def dicom_file_bytes(dataset: Dataset) -> bytes:
+    """`dataset` saved as a proper Part 10 file (preamble, DICM, file meta)."""
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
 
 
 def gradient(size: tuple[int, int], maximum: int = 255) -> list[int]:
@@ -69,9 +83,7 @@ def dicom_bytes(
         if calibration:
             dataset.PixelSpacingCalibrationType = calibration
     dataset.PixelData = bytes(b for value in gradient(size, 4095) for b in value.to_bytes(2, "little"))
-    buffer = io.BytesIO()
-    dataset.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
+    return dicom_file_bytes(dataset)
 
 
 def noisy_image_bytes(fmt: str = "JPEG", size: tuple[int, int] = (600, 400)) -> bytes:
@@ -101,13 +113,9 @@ def jpeg_claiming_size(width: int, height: int) -> bytes:
 
 def dicom_without_pixel_data(name: str = "CT_small.dcm") -> bytes:
     """A pydicom sample with its PixelData element removed, saved as a proper Part 10 file."""
-    from pydicom import dcmread
-
-    dataset = dcmread(io.BytesIO(sample_dicom_bytes(name)))
+    dataset = sample_dataset(name)
     del dataset.PixelData
-    buffer = io.BytesIO()
-    dataset.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
+    return dicom_file_bytes(dataset)
 
 
 def bmp_claiming_size(width: int, height: int) -> bytes:
@@ -120,13 +128,9 @@ def bmp_claiming_size(width: int, height: int) -> bytes:
 
 def dicom_claiming_size(width: int, height: int, name: str = "CT_small.dcm") -> bytes:
     """A pydicom sample whose Rows and Columns claim `width` x `height` (the pixel data is unchanged)."""
-    from pydicom import dcmread
-
-    dataset = dcmread(io.BytesIO(sample_dicom_bytes(name)))
+    dataset = sample_dataset(name)
     dataset.Rows, dataset.Columns = height, width
-    buffer = io.BytesIO()
-    dataset.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
+    return dicom_file_bytes(dataset)
 
 
 def png_with_corrupt_data(size: tuple[int, int] = (300, 200)) -> bytes:
