@@ -34,7 +34,8 @@ from server.schemas import (
 )
 from server.settings import TASK_TYPES, Settings, get_settings
 from server.submission import Submitter
-from server.worker import broker_ping, enqueue_analysis
+from server.task_queue import task_queue
+from server.worker import broker_ping
 
 logger = logging.getLogger(__name__)
 
@@ -139,9 +140,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
         app.state.lifecycle = TaskLifecycle(persistence, storage, keep_images=settings.storage.keep_images)
         policy = CallbackPolicy.from_settings(settings.callback)
-        app.state.submitter = Submitter(
-            persistence, storage, enqueue_analysis, settings.limits.max_upload_bytes, policy
-        )
+        queue = task_queue(settings, persistence)
+        app.state.submitter = Submitter(queue, storage, settings.limits.max_upload_bytes, policy)
         limits = settings.limits
         app.state.batch = batch.BatchSubmitter(app.state.submitter, limits.max_batch, limits.max_batch_bytes)
         app.state.health = HealthMonitor(persistence.redis_client, settings.redis.key_prefix, broker_ping, TASK_TYPES)
@@ -150,6 +150,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            queue.close()
             persistence.close()
 
     app = FastAPI(

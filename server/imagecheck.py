@@ -133,8 +133,10 @@ def _inspect_pillow(fp: BinaryIO, name: str) -> None:
         # Entropy-coded data never holds FF D9 or FF DA (every FF there is stuffed or a restart
         # marker), so the last EOI must follow the last scan's start. Both can be beyond the tail
         # in a progressive file; an EOI alone is then enough.
+        # Only the bytes after the last EOI are searched for a scan start: searching the whole
+        # tail cost ~40 µs per request, as no SOS is usually there at all.
         end = tail.rfind(_JPEG_EOI)
-        if end < 0 or end < tail.rfind(_JPEG_SOS):
+        if end < 0 or tail.find(_JPEG_SOS, end + len(_JPEG_EOI)) >= 0:
             raise UnsupportedImage("image is truncated: the JPEG has no end-of-image marker after its data")
     elif _PNG_IEND not in tail:
         raise UnsupportedImage("image is truncated: the PNG has no IEND chunk")
@@ -170,17 +172,33 @@ def _tail(fp: BinaryIO) -> bytes | None:
         start = max(0, end - TAIL_BYTES)
         fp.seek(start)
         block = fp.read(end - start)
-        if block == _ZEROS[: len(block)]:  # a memcmp; rstrip() alone is ~5x slower on all-zero blocks
-            end = start
-            continue
-        content = block.rstrip(b"\0")
-        if len(content) == len(block) or start == 0:
-            return content  # the usual case: no padding, one read
-        end = start + len(content)
-        break
+        content_length = _without_trailing_zeros(block)
+        if content_length == len(block) or start == 0:
+            return block[:content_length]  # the usual case: no padding, one read
+        if content_length:
+            end = start + content_length
+            break
+        end = start
     start = max(0, end - TAIL_BYTES)
     fp.seek(start)
     return fp.read(end - start)
+
+
+def _without_trailing_zeros(block: bytes) -> int:
+    """The length of `block` less its trailing zero bytes.
+
+    Found by bisection, each step one comparison with zeros (a memcmp): rstrip() alone costs some
+    3 ns a byte, 100 µs for the benchmark's 33 KB of padding.
+    """
+    low, high = 0, len(block)  # block[high:] is all zeros; its last non-zero byte is not before low
+    while high - low > 64:
+        middle = (low + high) // 2
+        # Slices, not a memoryview: bytes compare with memcmp, a memoryview byte by byte.
+        if block[middle:high] == _ZEROS[: high - middle]:
+            high = middle
+        else:
+            low = middle
+    return low + len(block[low:high].rstrip(b"\0"))
 
 
 def _check_bmp_length(fp: BinaryIO, width: int, height: int) -> None:

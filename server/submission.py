@@ -1,20 +1,17 @@
-"""Accepting an analyze request: validate, store the image, claim the task id, enqueue — or undo all."""
+"""Accepting an analyze request: validate, store the image, create and queue the task — or undo all."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import anyio
-import kombu.exceptions
-import redis
 from pydantic import ValidationError
 from starlette.requests import Request
 
 from server.auth import OPEN_TENANT, task_ref
 from server.core.clock import utc_now
 from server.core.netpolicy import CallbackPolicy, CallbackRefused, ResolutionUnavailable
-from server.core.persistence import TaskPersistence
 from server.core.status import TaskStatus
 from server.core.storage import ImageStorage
 from server.errors import (
@@ -25,12 +22,12 @@ from server.errors import (
     TaskAlreadyExists,
 )
 from server.schemas import AnalyzeRequest, AnalyzeResponse
+from server.task_queue import TaskQueue
 from server.upload import IMAGE_FIELD, AnalyzeFormReader, UploadedImage
 
 logger = logging.getLogger(__name__)
 
 TEXT_FIELDS = ("taskId", "taskType", "callbackUrl")
-Enqueue = Callable[[str, str], None]  # (task id, task type) -> None; raises when the broker is down
 
 
 def validated_fields(fields: Mapping[str, str]) -> AnalyzeRequest:
@@ -61,16 +58,14 @@ class _EarlyValidation:
 class Submitter:
     def __init__(
         self,
-        persistence: TaskPersistence,
+        queue: TaskQueue,
         storage: ImageStorage,
-        enqueue: Enqueue,
         max_image_bytes: int,
         policy: CallbackPolicy,
     ) -> None:
         self.policy = policy
-        self.persistence = persistence
+        self.queue = queue
         self.storage = storage
-        self.enqueue = enqueue
         self.max_image_bytes = max_image_bytes
 
     async def submit(self, request: Request, tenant: str = OPEN_TENANT) -> AnalyzeResponse:
@@ -91,7 +86,7 @@ class Submitter:
         return AnalyzeResponse(taskId=task.taskId)
 
     def accept(self, task: AnalyzeRequest, image: UploadedImage, tenant: str) -> None:
-        """Store, claim and enqueue one validated task (blocking); undo it all and raise on any failure."""
+        """Store, create and queue one validated task (blocking); undo it all and raise on any failure."""
         ref = task_ref(tenant, task.taskId)
         try:
             try:
@@ -114,26 +109,9 @@ class Submitter:
                 "createdAt": utc_now(),
                 "attempts": 0,
             }
-            try:
-                claimed = self.persistence.claim_task(ref, record)
-            except redis.RedisError as exc:
-                logger.error("task %s refused: Redis unavailable: %s", ref, exc)
-                raise DependencyUnavailable("the task store is unavailable; retry later") from None
-            if not claimed:
+            if not self.queue.create(ref, record, task.taskType):
                 raise TaskAlreadyExists(f"taskId {task.taskId} is already in use")
-            self._enqueue_or_release(ref, task.taskType)
         except BaseException:
             image.discard()
             raise
         logger.info("task %s accepted (%s, %d bytes)", ref, task.taskType, image.size)
-
-    def _enqueue_or_release(self, ref: str, task_type: str) -> None:
-        try:
-            self.enqueue(ref, task_type)
-        except (kombu.exceptions.KombuError, OSError, redis.RedisError) as exc:
-            logger.error("task %s refused: broker unavailable: %s", ref, exc)
-            try:
-                self.persistence.delete_task(ref)
-            except redis.RedisError:
-                logger.exception("task %s: could not release the claim", ref)
-            raise DependencyUnavailable("the task queue is unavailable; retry later") from None

@@ -19,7 +19,13 @@ import pytest
 from pipelines.decode import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
 from server.core.storage import LocalStorage
 from server.errors import UnsupportedImage
-from server.imagecheck import MAX_IMAGE_PIXELS, TAIL_BYTES, inspect_image, inspect_image_bytes
+from server.imagecheck import (
+    MAX_IMAGE_PIXELS,
+    TAIL_BYTES,
+    _without_trailing_zeros,
+    inspect_image,
+    inspect_image_bytes,
+)
 from server.upload import FLUSH_BYTES, UploadedImage
 from tests.support.images import (
     bmp_claiming_size,
@@ -56,6 +62,15 @@ HOSTILE = [
     pytest.param("huge.dcm", dicom_claiming_size(10000, 10000), "image too large", id="dicom-over-limit"),
     pytest.param("cut.jpg", NOISY_JPEG[: len(NOISY_JPEG) // 2], "truncated", id="truncated-jpeg"),
     pytest.param("cut-large.jpg", LARGE_JPEG[:-1000], "truncated", id="truncated-jpeg-from-file"),
+    # Zero padding ending inside a searched block, and padding that spans two blocks.
+    pytest.param("cut-pad.jpg", NOISY_JPEG[:-100] + bytes(1000), "truncated", id="truncated-jpeg-zero-padded"),
+    pytest.param(
+        "cut-pad2.jpg", NOISY_JPEG[:-100] + bytes(TAIL_BYTES + 100), "truncated", id="truncated-jpeg-padded-2-blocks"
+    ),
+    # A scan that starts after the last end-of-image marker was cut short.
+    pytest.param(
+        "rescan.jpg", NOISY_JPEG + b"\xff\xda\x00\x08" + bytes(range(1, 200)), "truncated", id="jpeg-scan-after-eoi"
+    ),
     pytest.param("cut.png", NOISY_PNG[: NOISY_PNG.rindex(b"IEND") - 4 - 1000], "truncated", id="truncated-png"),
     pytest.param("cut.bmp", NOISY_BMP[: len(NOISY_BMP) - 1000], "truncated", id="truncated-bmp"),
     pytest.param("cut.dcm", sample_dicom_bytes()[:-1000], "truncated", id="truncated-dicom"),
@@ -74,6 +89,7 @@ MISMATCHED = [
 VALID = [
     # More zero padding after EOI than the tail that is searched: the benchmark sends such files.
     pytest.param("padded.jpg", jpeg_bytes() + b"\0" * (3 * TAIL_BYTES), id="jpeg-zero-padded"),
+    pytest.param("padded-a-bit.jpg", NOISY_JPEG + bytes(TAIL_BYTES + 100), id="jpeg-padded-2-blocks"),
     pytest.param("noise.jpeg", NOISY_JPEG, id="jpeg"),
     pytest.param("large.jpg", LARGE_JPEG, id="jpeg-from-file"),
     pytest.param("deep.png", png16_bytes((300, 200)), id="png-16-bit"),
@@ -194,3 +210,16 @@ def test_pixel_limit_matches_the_worker() -> None:
 def test_the_check_does_not_load_numpy_into_the_api() -> None:
     code = "import sys, server.upload; assert 'numpy' not in sys.modules, 'numpy imported'"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)
+
+
+@pytest.mark.parametrize("length", [0, 1, 63, 64, 65, 127, 4096, TAIL_BYTES])
+def test_trailing_zeros_are_measured_like_rstrip(length: int) -> None:
+    for kept in {0, 1, 2, 3, length // 3, length // 2, length - 1, length}:
+        if not 0 <= kept <= length:
+            continue
+        # Non-zero content with one zero byte inside it (which must not end it early), then zeros.
+        content = bytearray(b"\x01" * kept)
+        if kept > 2:
+            content[kept // 2] = 0
+        block = bytes(content) + bytes(length - kept)
+        assert _without_trailing_zeros(block) == len(block.rstrip(b"\0")) == kept

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import redis
 import redis.asyncio
@@ -25,10 +25,16 @@ TERMINAL_LUA_TABLE = (
     "{" + ", ".join(f"[{json.dumps(json.dumps(str(s)))}] = true" for s in sorted(TERMINAL_STATUSES)) + "}"
 )
 
-# KEYS[1] task hash; ARGV[1] ttl; ARGV[2..] field, value pairs. 1 = created, 0 = taken.
+# KEYS[1] task hash, KEYS[2] (optional) broker queue; ARGV[1] ttl, ARGV[2] queue message or "";
+# ARGV[3..] field, value pairs. 1 = created, 0 = taken. With a queue, the message is pushed in the
+# same step, so a record never exists without its message (a worker seeing the message before its
+# record cannot happen either: nothing runs between the two writes). The push goes first: should
+# the hash write fail (out of memory), a message without a record is dropped by the worker, where a
+# record without a message would wait forever.
 _CLAIM = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+if KEYS[2] then redis.call('LPUSH', KEYS[2], ARGV[2]) end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 return 1
 """
@@ -49,6 +55,13 @@ if not (status and terminal[status]) then
 end
 return redis.call('HGETALL', KEYS[1])
 """
+
+
+class QueuedMessage(NamedTuple):
+    """A broker message as the Redis transport stores it, and the list a worker pops it from."""
+
+    queue_key: str
+    payload: str
 
 
 def _connection(settings: RedisSettings) -> dict[str, Any]:
@@ -138,9 +151,17 @@ class TaskPersistence:
     def delete_task(self, task_id: str) -> bool:
         return bool(self.redis_client.delete(self._build_key(task_id)))
 
-    def claim_task(self, task_id: str, metadata: Mapping[str, Any]) -> bool:
-        """Create the record unless the id is taken; exactly one of racing callers gets True."""
-        return bool(self._claim(keys=[self._build_key(task_id)], args=[self.ttl, *flatten_fields(metadata)]))
+    def claim_task(self, task_id: str, metadata: Mapping[str, Any], queued: QueuedMessage | None = None) -> bool:
+        """Create the record unless the id is taken; exactly one of racing callers gets True.
+
+        `queued`: a broker message to push in the same step (the broker being this Redis), only
+        when the record is created.
+        """
+        keys = [self._build_key(task_id)]
+        if queued is not None:
+            keys.append(queued.queue_key)
+        message = queued.payload if queued is not None else ""
+        return bool(self._claim(keys=keys, args=[self.ttl, message, *flatten_fields(metadata)]))
 
     def start_attempt(self, task_id: str, fields: Mapping[str, Any]) -> dict[str, Any] | None:
         """Count an attempt (`attempts`) and set `fields` unless the task ended; the record afterwards, or None.

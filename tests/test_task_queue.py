@@ -1,0 +1,137 @@
+"""Creating a task: record and broker message in one Redis step, the message as Celery's own."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+from celery import Celery
+
+from server.core.persistence import TaskPersistence, task_key
+from server.embedded_redis import free_port
+from server.errors import DependencyUnavailable
+from server.settings import Settings, settings_from_mapping
+from server.task_queue import AnalyzeMessages, SameRedisQueue, SeparateBrokerQueue, task_queue
+from server.worker import ANALYZE_TASK_NAME, celery_config
+
+
+@pytest.fixture
+def app(settings: Settings) -> Iterator[Celery]:
+    app = Celery("task-queue-test")
+    app.config_from_object(celery_config(settings))
+    yield app
+    app.close()
+
+
+@pytest.fixture
+def messages(app: Celery) -> Iterator[AnalyzeMessages]:
+    messages = AnalyzeMessages(app)
+    yield messages
+    messages.close()
+
+
+@pytest.fixture
+def persistence(settings: Settings) -> Iterator[TaskPersistence]:
+    persistence = TaskPersistence(settings)
+    yield persistence
+    persistence.close()
+
+
+def queued(client: redis.Redis, queue: str) -> list[dict[str, Any]]:
+    return [json.loads(raw) for raw in client.lrange(queue, 0, -1)]
+
+
+def without_per_message_fields(message: dict[str, Any]) -> dict[str, Any]:
+    """The envelope less what differs between any two publishes (ids, tag, publisher)."""
+    headers = {k: v for k, v in message["headers"].items() if k not in ("id", "root_id", "argsrepr", "origin")}
+    properties = {
+        k: v
+        for k, v in message["properties"].items()
+        # send_task also copies argsrepr/kwargsrepr into the properties and names a reply queue
+        # for result backends; the worker reads neither (results are not stored).
+        if k not in ("correlation_id", "delivery_tag", "reply_to", "argsrepr", "kwargsrepr")
+    }
+    return {**message, "headers": headers, "properties": properties, "body": None}
+
+
+def test_built_message_is_what_send_task_publishes(
+    app: Celery, messages: AnalyzeMessages, persistence: TaskPersistence
+) -> None:
+    queue = f"xray-test-queue-{uuid.uuid4().hex}"
+    client = persistence.redis_client
+    sent_id, built_id = str(uuid.uuid4()), str(uuid.uuid4())
+    try:
+        app.send_task(
+            ANALYZE_TASK_NAME, args=[sent_id], queue=queue, task_id=sent_id, argsrepr=repr([sent_id]), kwargsrepr="{}"
+        )
+        built = messages.build(built_id, queue)
+        assert built.queue_key == queue
+        [sent] = queued(client, queue)
+        mine = json.loads(built.payload)
+        sent["headers"]["ignore_result"] = True  # send_task leaves it unset; the task ignores results either way
+        assert without_per_message_fields(mine) == without_per_message_fields(sent)
+        assert mine["headers"]["id"] == mine["headers"]["root_id"] == mine["properties"]["correlation_id"] == built_id
+        assert mine["headers"]["argsrepr"] == repr([built_id])
+        assert mine["properties"]["delivery_info"] == {"exchange": "", "routing_key": queue}
+        # The body decodes the way the worker decodes it: base64 JSON of (args, kwargs, embed).
+        channel = messages._kombu_channel()
+        body = channel.decode_body(mine["body"], mine["properties"]["body_encoding"])
+        assert json.loads(body)[0] == [built_id]
+        assert json.loads(channel.decode_body(sent["body"], "base64"))[1:] == json.loads(body)[1:]
+        assert mine["properties"]["delivery_tag"] != sent["properties"]["delivery_tag"]
+    finally:
+        client.delete(queue)
+
+
+def test_record_and_message_are_written_together_or_not_at_all(
+    settings: Settings, persistence: TaskPersistence, messages: AnalyzeMessages
+) -> None:
+    queue = SameRedisQueue(persistence, messages)
+    client = persistence.redis_client
+    ref = f"tenant:{uuid.uuid4()}"
+    task_type = f"xray-test-queue-{uuid.uuid4().hex}"  # a queue of its own, which no worker reads
+    record = {"taskId": ref, "taskType": task_type, "status": "queued", "attempts": 0}
+    try:
+        assert queue.create(ref, record, task_type)
+        assert persistence.get_task(ref) == record
+        assert client.ttl(task_key(settings.redis.key_prefix, ref)) > 0
+        assert [message["headers"]["id"] for message in queued(client, task_type)] == [ref]
+        # The id is taken: neither the record nor the queue changes.
+        assert not queue.create(ref, {**record, "taskType": "ceph"}, "ceph")
+        assert persistence.get_task(ref) == record
+        assert [message["headers"]["id"] for message in queued(client, task_type)] == [ref]
+    finally:
+        client.delete(task_type)
+        persistence.delete_task(ref)
+
+
+def test_the_queue_follows_where_the_broker_is(settings: Settings, persistence: TaskPersistence) -> None:
+    assert isinstance(task_queue(settings, persistence), SameRedisQueue)
+    same_url = settings_from_mapping(
+        settings.model_dump(mode="json") | {"celery": {"broker_url": settings.redis.url()}}
+    )
+    assert isinstance(task_queue(same_url, persistence), SameRedisQueue)
+    for url in (settings.redis.url(db=settings.redis.db + 1), "amqp://guest:guest@rabbit.test:5672//"):
+        other = settings_from_mapping(settings.model_dump(mode="json") | {"celery": {"broker_url": url}})
+        assert isinstance(task_queue(other, persistence), SeparateBrokerQueue)
+
+
+def test_redis_down_is_dependency_unavailable(settings: Settings) -> None:
+    gone = settings_from_mapping(
+        settings.model_dump(mode="json")
+        | {"redis": {**settings.redis.model_dump(mode="json"), "port": free_port(), "socket_timeout_s": 1}}
+    )
+    app = Celery("task-queue-down")
+    app.config_from_object(celery_config(gone))
+    persistence, messages = TaskPersistence(gone), AnalyzeMessages(app)
+    try:
+        with pytest.raises(DependencyUnavailable, match="task store is unavailable"):
+            SameRedisQueue(persistence, messages).create("t", {"status": "queued"}, "pano")
+    finally:
+        messages.close()
+        persistence.close()
+        app.close()
