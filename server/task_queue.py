@@ -63,6 +63,9 @@ class AnalyzeMessages:
     def _kombu_channel(self) -> Any:
         # Opened on first use, not at start-up: opening it pings the broker, and an API must start
         # (and report not ready) while Redis is down. Nothing is sent through it afterwards.
+        channel = self._channel
+        if channel is not None:
+            return channel
         with self._lock:
             if self._channel is None:
                 connection = self._app.connection_for_write()
