@@ -17,6 +17,7 @@ published with Celery, and the claim is released if the publish fails.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Mapping
@@ -66,18 +67,22 @@ class AnalyzeMessages:
         channel = self._channel
         if channel is not None:
             return channel
+        # Not under the lock: while the broker is unreachable each request waits for its own one
+        # connection attempt (as long as its claim would), not behind every request before it.
+        connection = self._app.connection_for_write()
+        try:
+            connection.ensure_connection(max_retries=0)  # one attempt, never kombu's reconnect loop
+            channel = connection.channel()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                connection.release()
+            raise
         with self._lock:
             if self._channel is None:
-                connection = self._app.connection_for_write()
-                try:
-                    # One try: a request waits seconds at most, never kombu's endless reconnects.
-                    connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0)
-                    self._channel = connection.channel()
-                except BaseException:
-                    connection.release()
-                    raise
-                self._connection = connection
-            return self._channel
+                self._channel, self._connection = channel, connection
+                return channel
+        connection.release()  # another request opened one first
+        return self._channel
 
     def build(self, task_id: str, queue: str) -> QueuedMessage:
         channel = self._kombu_channel()
@@ -154,12 +159,18 @@ class SeparateBrokerQueue:
         """Celery's producer pool is the app's to close."""
 
 
-def broker_is_task_store(settings: Settings) -> bool:
-    """Whether the broker is the very Redis database the task records live in."""
-    return settings.celery.broker_url in (None, settings.redis.url())
+def broker_is_task_store(app: Celery, settings: Settings) -> bool:
+    """Whether `app` publishes to and consumes from the very Redis database the task records live in.
+
+    Asked of Celery's resolved configuration, not of ours: CELERY_BROKER_URL and its read/write
+    variants in the environment override the configured broker, and a message pushed into the
+    task store while workers read another broker would never run.
+    """
+    conf = app.conf
+    return conf.broker_write_url == conf.broker_read_url == settings.redis.url()
 
 
-def task_queue(settings: Settings, persistence: TaskPersistence) -> TaskQueue:
-    if broker_is_task_store(settings):
-        return SameRedisQueue(persistence, AnalyzeMessages(celery_app))
+def task_queue(settings: Settings, persistence: TaskPersistence, app: Celery = celery_app) -> TaskQueue:
+    if broker_is_task_store(app, settings):
+        return SameRedisQueue(persistence, AnalyzeMessages(app))
     return SeparateBrokerQueue(persistence)

@@ -19,10 +19,19 @@ from server.task_queue import AnalyzeMessages, SameRedisQueue, SeparateBrokerQue
 from server.worker import ANALYZE_TASK_NAME, celery_config
 
 
-@pytest.fixture
-def app(settings: Settings) -> Iterator[Celery]:
+def celery_for(settings: Settings) -> Celery:
     app = Celery("task-queue-test")
     app.config_from_object(celery_config(settings))
+    return app
+
+
+def with_broker(settings: Settings, url: str) -> Settings:
+    return settings_from_mapping(settings.model_dump(mode="json") | {"celery": {"broker_url": url}})
+
+
+@pytest.fixture
+def app(settings: Settings) -> Iterator[Celery]:
+    app = celery_for(settings)
     yield app
     app.close()
 
@@ -84,7 +93,8 @@ def test_built_message_is_what_send_task_publishes(
         assert json.loads(channel.decode_body(sent["body"], "base64"))[1:] == json.loads(body)[1:]
         assert mine["properties"]["delivery_tag"] != sent["properties"]["delivery_tag"]
     finally:
-        client.delete(queue)
+        # send_task also declared the queue: kombu's binding records go too.
+        client.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
 
 
 def test_record_and_message_are_written_together_or_not_at_all(
@@ -94,30 +104,37 @@ def test_record_and_message_are_written_together_or_not_at_all(
     client = persistence.redis_client
     ref = f"tenant:{uuid.uuid4()}"
     task_type = f"xray-test-queue-{uuid.uuid4().hex}"  # a queue of its own, which no worker reads
+    other_type = f"xray-test-queue-{uuid.uuid4().hex}"
     record = {"taskId": ref, "taskType": task_type, "status": "queued", "attempts": 0}
     try:
         assert queue.create(ref, record, task_type)
         assert persistence.get_task(ref) == record
         assert client.ttl(task_key(settings.redis.key_prefix, ref)) > 0
         assert [message["headers"]["id"] for message in queued(client, task_type)] == [ref]
-        # The id is taken: neither the record nor the queue changes.
-        assert not queue.create(ref, {**record, "taskType": "ceph"}, "ceph")
+        # The id is taken: the record stays, and nothing is queued anywhere.
+        assert not queue.create(ref, {**record, "taskType": other_type}, other_type)
         assert persistence.get_task(ref) == record
         assert [message["headers"]["id"] for message in queued(client, task_type)] == [ref]
+        assert client.exists(other_type) == 0
     finally:
-        client.delete(task_type)
+        client.delete(task_type, other_type)
         persistence.delete_task(ref)
 
 
-def test_the_queue_follows_where_the_broker_is(settings: Settings, persistence: TaskPersistence) -> None:
-    assert isinstance(task_queue(settings, persistence), SameRedisQueue)
-    same_url = settings_from_mapping(
-        settings.model_dump(mode="json") | {"celery": {"broker_url": settings.redis.url()}}
-    )
-    assert isinstance(task_queue(same_url, persistence), SameRedisQueue)
+def test_the_queue_follows_where_the_broker_is(
+    settings: Settings, persistence: TaskPersistence, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    same_redis = (settings, with_broker(settings, settings.redis.url()))
+    for configured in same_redis:
+        assert isinstance(task_queue(settings, persistence, celery_for(configured)), SameRedisQueue)
     for url in (settings.redis.url(db=settings.redis.db + 1), "amqp://guest:guest@rabbit.test:5672//"):
-        other = settings_from_mapping(settings.model_dump(mode="json") | {"celery": {"broker_url": url}})
-        assert isinstance(task_queue(other, persistence), SeparateBrokerQueue)
+        app = celery_for(with_broker(settings, url))
+        assert isinstance(task_queue(settings, persistence, app), SeparateBrokerQueue)
+    # Celery lets the environment override the configured broker, for publishing or consuming.
+    for variable in ("CELERY_BROKER_URL", "CELERY_BROKER_WRITE_URL", "CELERY_BROKER_READ_URL"):
+        with monkeypatch.context() as patched:
+            patched.setenv(variable, settings.redis.url(db=settings.redis.db + 1))
+            assert isinstance(task_queue(settings, persistence, celery_for(settings)), SeparateBrokerQueue)
 
 
 def test_redis_down_is_dependency_unavailable(settings: Settings) -> None:
@@ -125,8 +142,7 @@ def test_redis_down_is_dependency_unavailable(settings: Settings) -> None:
         settings.model_dump(mode="json")
         | {"redis": {**settings.redis.model_dump(mode="json"), "port": free_port(), "socket_timeout_s": 1}}
     )
-    app = Celery("task-queue-down")
-    app.config_from_object(celery_config(gone))
+    app = celery_for(gone)
     persistence, messages = TaskPersistence(gone), AnalyzeMessages(app)
     try:
         with pytest.raises(DependencyUnavailable, match="task store is unavailable"):
