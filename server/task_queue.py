@@ -33,11 +33,11 @@ from celery.utils.nodenames import anon_nodename
 from server.core.persistence import QueuedMessage, TaskPersistence
 from server.errors import DependencyUnavailable
 from server.settings import Settings
-from server.worker import ANALYZE_TASK_NAME, celery_app, enqueue_analysis
+from server.worker import ANALYZE_TASK_NAME, analyze_kwargs, celery_app, enqueue_analysis
 
 logger = logging.getLogger(__name__)
 
-Enqueue = Callable[[str, str], None]  # (task id, task type) -> None; raises when the broker is down
+Enqueue = Callable[[str, str, str | None], None]  # (task id, task type, image key); raises when the broker is down
 
 
 class TaskQueue(Protocol):
@@ -84,14 +84,16 @@ class AnalyzeMessages:
         connection.release()  # another request opened one first
         return self._channel
 
-    def build(self, task_id: str, queue: str) -> QueuedMessage:
+    def build(self, task_id: str, queue: str, image_key: str | None = None) -> QueuedMessage:
         channel = self._kombu_channel()
+        kwargs = analyze_kwargs(image_key)
         task = self._app.amqp.as_task_v2(
             task_id,
             ANALYZE_TASK_NAME,
             args=(task_id,),
+            kwargs=kwargs,
             argsrepr=repr([task_id]),
-            kwargsrepr="{}",
+            kwargsrepr=repr(kwargs),
             origin=self._origin,
             ignore_result=True,  # the service keeps its own records (task_ignore_result)
         )
@@ -120,7 +122,8 @@ class SameRedisQueue:
 
     def create(self, ref: str, record: Mapping[str, Any], task_type: str) -> bool:
         try:
-            return self.persistence.claim_task(ref, record, self.messages.build(ref, task_type))
+            message = self.messages.build(ref, task_type, record.get("imageKey"))
+            return self.persistence.claim_task(ref, record, message)
         except (redis.RedisError, kombu.exceptions.KombuError, OSError) as exc:
             logger.error("task %s refused: Redis unavailable: %s", ref, exc)
             raise DependencyUnavailable("the task store is unavailable; retry later") from None
@@ -145,7 +148,7 @@ class SeparateBrokerQueue:
         if not claimed:
             return False
         try:
-            self.enqueue(ref, task_type)
+            self.enqueue(ref, task_type, record.get("imageKey"))
         except (kombu.exceptions.KombuError, OSError, redis.RedisError) as exc:
             logger.error("task %s refused: broker unavailable: %s", ref, exc)
             try:

@@ -141,12 +141,12 @@ def _hand_back(task_id: str, why: str) -> Reject:
 
 
 @celery_app.task(name=ANALYZE_TASK_NAME, base=AnalyzeTask, bind=True)
-def analyze_task(self: AnalyzeTask, task_id: str) -> None:
+def analyze_task(self: AnalyzeTask, task_id: str, image_key: str | None = None) -> None:
     """Analyze one accepted task; its outcome goes to the task record and the callback."""
     # The queue a message came from is its task type (one routing key per queue).
     queue = (self.request.delivery_info or {}).get("routing_key")
     try:
-        processor().process(task_id, owner=self.request.hostname or "", task_type=queue)
+        processor().process(task_id, owner=self.request.hostname or "", task_type=queue, image_key=image_key)
     except redis.RedisError as exc:
         raise _hand_back(task_id, f"Redis unavailable ({exc})") from exc
     except PipelineUnavailable as exc:

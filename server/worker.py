@@ -69,12 +69,25 @@ def create_celery_app() -> Celery:
 celery_app = create_celery_app()
 
 
-def enqueue_analysis(task_id: str, task_type: str) -> None:
+def analyze_kwargs(image_key: str | None) -> dict[str, str]:
+    """`analyze_task`'s keyword arguments: the image's key, so that a worker finding the task's record
+    expired (the task waited in the queue past `task.result_ttl`) can still delete its image."""
+    return {"image_key": image_key} if image_key else {}
+
+
+def enqueue_analysis(task_id: str, task_type: str, image_key: str | None = None) -> None:
     """Publish `analyze_task(task_id)` to the task type's queue (blocking; raises when the broker is down)."""
+    kwargs = analyze_kwargs(image_key)
     # The Celery id is the task id: one id in every log, and no second UUID to generate. Given
     # argsrepr, Celery skips its generic (and comparatively slow) repr of the arguments.
     celery_app.send_task(
-        ANALYZE_TASK_NAME, args=[task_id], queue=task_type, task_id=task_id, argsrepr=repr([task_id]), kwargsrepr="{}"
+        ANALYZE_TASK_NAME,
+        args=[task_id],
+        kwargs=kwargs,
+        queue=task_type,
+        task_id=task_id,
+        argsrepr=repr([task_id]),
+        kwargsrepr=repr(kwargs),
     )
 
 

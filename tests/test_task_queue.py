@@ -12,11 +12,12 @@ import redis
 from celery import Celery
 
 from server.core.persistence import TaskPersistence, task_key
+from server.core.storage import new_key
 from server.embedded_redis import free_port
 from server.errors import DependencyUnavailable
 from server.settings import Settings, settings_from_mapping
 from server.task_queue import AnalyzeMessages, SameRedisQueue, SeparateBrokerQueue, task_queue
-from server.worker import ANALYZE_TASK_NAME, celery_config
+from server.worker import ANALYZE_TASK_NAME, analyze_kwargs, celery_config
 
 
 def celery_for(settings: Settings) -> Celery:
@@ -73,11 +74,19 @@ def test_built_message_is_what_send_task_publishes(
     queue = f"xray-test-queue-{uuid.uuid4().hex}"
     client = persistence.redis_client
     sent_id, built_id = str(uuid.uuid4()), str(uuid.uuid4())
+    image_key = new_key(".jpg")
+    kwargs = analyze_kwargs(image_key)
     try:
         app.send_task(
-            ANALYZE_TASK_NAME, args=[sent_id], queue=queue, task_id=sent_id, argsrepr=repr([sent_id]), kwargsrepr="{}"
+            ANALYZE_TASK_NAME,
+            args=[sent_id],
+            kwargs=kwargs,
+            queue=queue,
+            task_id=sent_id,
+            argsrepr=repr([sent_id]),
+            kwargsrepr=repr(kwargs),
         )
-        built = messages.build(built_id, queue)
+        built = messages.build(built_id, queue, image_key)
         assert built.queue_key == queue
         [sent] = queued(client, queue)
         mine = json.loads(built.payload)
@@ -89,7 +98,7 @@ def test_built_message_is_what_send_task_publishes(
         # The body decodes the way the worker decodes it: base64 JSON of (args, kwargs, embed).
         channel = messages._kombu_channel()
         body = channel.decode_body(mine["body"], mine["properties"]["body_encoding"])
-        assert json.loads(body)[0] == [built_id]
+        assert json.loads(body)[:2] == [[built_id], {"image_key": image_key}]
         assert json.loads(channel.decode_body(sent["body"], "base64"))[1:] == json.loads(body)[1:]
         assert mine["properties"]["delivery_tag"] != sent["properties"]["delivery_tag"]
     finally:
@@ -105,10 +114,13 @@ def test_record_and_message_are_written_together_or_not_at_all(
     ref = f"tenant:{uuid.uuid4()}"
     task_type = f"xray-test-queue-{uuid.uuid4().hex}"  # a queue of its own, which no worker reads
     other_type = f"xray-test-queue-{uuid.uuid4().hex}"
-    record = {"taskId": ref, "taskType": task_type, "status": "queued", "attempts": 0}
+    record = {"taskId": ref, "taskType": task_type, "imageKey": new_key(".png"), "status": "queued", "attempts": 0}
     try:
         assert queue.create(ref, record, task_type)
         assert persistence.get_task(ref) == record
+        [message] = queued(client, task_type)
+        body = messages._kombu_channel().decode_body(message["body"], message["properties"]["body_encoding"])
+        assert json.loads(body)[:2] == [[ref], {"image_key": record["imageKey"]}]
         assert client.ttl(task_key(settings.redis.key_prefix, ref)) > 0
         assert [message["headers"]["id"] for message in queued(client, task_type)] == [ref]
         # The id is taken: the record stays, and nothing is queued anywhere.

@@ -5,7 +5,10 @@ from __future__ import annotations
 import uuid
 
 import httpx
+import pytest
 
+from server.embedded_redis import EmbeddedRedis
+from tests.conftest import new_stack
 from tests.support.images import jpeg_bytes
 from tests.support.receiver import CallbackReceiver, Reply
 from tests.support.stack import Stack, wait_until
@@ -75,3 +78,24 @@ def test_unknown_expired_and_malformed_ids_are_404_10006(api_only: Stack) -> Non
         assert _get(api_only, task_id).status_code == 200
         client.pexpire(key, 1)
     wait_until(lambda: _get(api_only, task_id).status_code == 404)
+
+
+def test_a_task_that_expired_in_the_queue_is_dropped_with_its_image(
+    redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory, receiver: CallbackReceiver
+) -> None:
+    """No worker for longer than task.result_ttl: the record expires; the worker that finally takes
+    the message drops the task, sends no callback, and deletes the image the record named."""
+    stack = new_stack(redis_server, tmp_path_factory, XRAY__TASK__RESULT_TTL="1")
+    stack.start_api()
+    try:
+        task_id = stack.submit(receiver.url())
+        assert len(stack.stored_files()) == 1
+        wait_until(lambda: stack.record(task_id) == {}, timeout_s=10)
+        assert stack.queued_messages()["pano"] == 1
+        stack.start_worker()
+        wait_until(lambda: stack.queued_messages()["pano"] == 0, timeout_s=30)
+        wait_until(lambda: stack.stored_files() == [], timeout_s=10)
+        assert f"task {task_id} has no record" in stack.log("worker")
+        assert receiver.arrived == []
+    finally:
+        stack.stop()

@@ -71,11 +71,15 @@ class TaskProcessor:
         self.max_attempts = max_attempts
         self.keep_images = keep_images
 
-    def process(self, task_id: str, owner: str = "", task_type: str | None = None) -> TaskStatus | None:
+    def process(
+        self, task_id: str, owner: str = "", task_type: str | None = None, image_key: str | None = None
+    ) -> TaskStatus | None:
         """Run the task to its end; returns the final status, or None when there is no such task.
 
         `PipelineUnavailable` when this process could not load the pipeline of `task_type` (the
         queue the message came from): the task is left untouched for a worker that can run it.
+        `image_key` (from the message): the image to delete when the record is gone, having
+        expired while the task waited in the queue.
 
         The callback is not sent here: ending the task puts it in the outbox, which the delivery
         service empties, so a slow receiver never holds an inference slot. Redis errors
@@ -90,6 +94,8 @@ class TaskProcessor:
         )
         if record is None:
             logger.warning("task %s has no record (expired or never accepted); dropping it", task_id)
+            if image_key is not None and not self.keep_images:
+                discard_image(self.storage, {"taskId": task_id, "imageKey": image_key})
             return None
         status = TaskStatus(record["status"])
         if status.is_terminal():

@@ -211,5 +211,5 @@ def discard_image(storage: ImageStorage, record: Mapping[str, Any]) -> None:
             storage.delete(record["imageKey"])
         elif "imagePath" in record:  # a record written the seed's way, naming a file directly
             seed_image_path(storage, record).unlink(missing_ok=True)
-    except (OSError, ImageMissing) as exc:
+    except (OSError, ImageMissing, ValueError) as exc:  # ValueError: not a key (checked_key)
         logger.warning("could not delete image of task %s: %s", record.get("taskId"), exc)
