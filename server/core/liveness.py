@@ -32,7 +32,8 @@ REPUBLISH_GRACE_S = 600  # a reaped task not started again within this (a lost m
 SETTLE_S = HEARTBEAT_TTL_S + HEARTBEAT_EVERY_S
 
 # KEYS: running set. ARGV: heartbeat key prefix, now, grace.
-# Returns task key, task type pairs of running tasks whose owner has no heartbeat, marking them
+# Returns task key, task type, image key triples (JSON values; the image key false when the record
+# names none) of running tasks whose owner has no heartbeat, marking them
 # reaped so that only one reaper sends each; forgets entries of tasks no longer processing.
 _REAP = """
 local orphans = {}
@@ -54,6 +55,7 @@ for _, key in ipairs(redis.call('SMEMBERS', KEYS[1])) do
       redis.call('HSET', key, 'owner', '"reaped@' .. ARGV[2] .. '"')
       orphans[#orphans + 1] = key
       orphans[#orphans + 1] = redis.call('HGET', key, 'taskType') or '"pano"'
+      orphans[#orphans + 1] = redis.call('HGET', key, 'imageKey') or 'null'
     end
   end
 end
@@ -154,22 +156,22 @@ class Liveness:
             batch.hdel(self.workers_key, self.node_name)
             batch.execute()
 
-    def orphans(self) -> list[tuple[str, str]]:
-        """(task id, task type) of tasks whose worker died; each is handed to one caller only."""
+    def orphans(self) -> list[tuple[str, str, str | None]]:
+        """(task id, task type, image key) of tasks whose worker died; each is handed to one caller only."""
         keys = [self.persistence.running_key]
         flat = cast(
             list[str], self._reap(keys=keys, args=[self.heartbeat_prefix, f"{time.time():.3f}", REPUBLISH_GRACE_S])
         )
         prefix = self.persistence.key_prefix
         return [
-            (key.removeprefix(prefix), task_type.strip('"'))
-            for key, task_type in zip(flat[::2], flat[1::2], strict=True)
+            (key.removeprefix(prefix), json.loads(task_type), json.loads(image_key))
+            for key, task_type, image_key in zip(flat[::3], flat[1::3], flat[2::3], strict=True)
         ]
 
 
 def run_liveness(
     liveness: Liveness,
-    republish: Callable[[str, str], None],
+    republish: Callable[[str, str, str | None], None],
     stop_consuming: Callable[[str], None],
     stop: threading.Event,
 ) -> None:
@@ -193,9 +195,9 @@ def run_liveness(
                     stopped.add(task_type)
             if time.monotonic() >= next_reap:
                 next_reap = time.monotonic() + REAP_EVERY_S
-                for task_id, task_type in liveness.orphans():
+                for task_id, task_type, image_key in liveness.orphans():
                     logger.warning("task %s: its worker died while running it; sending it again", task_id)
-                    republish(task_id, task_type)
+                    republish(task_id, task_type, image_key)
         except Exception:
             logger.exception("worker heartbeat or reaping failed; retrying")
             next_reap = time.monotonic() + SETTLE_S
