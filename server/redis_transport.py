@@ -8,7 +8,9 @@ client once and reuses it. The pool, the connections and every command stay komb
 thread-safe, and the client is rebuilt whenever kombu replaces the pool (after a fork, or a
 reconnect).
 
-Used for `redis://` brokers only (`server.worker.celery_config`); other URLs keep their transport.
+Registered as kombu's transport for the `redis` scheme (`use_for_redis_urls`), so it follows the
+broker URL Celery actually uses, `CELERY_BROKER_URL` included; `rediss://`, AMQP and the rest keep
+their own transport.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport import redis as kombu_redis
 
 TRANSPORT_PATH = f"{__name__}:Transport"
@@ -39,3 +42,8 @@ class Channel(kombu_redis.Channel):
 
 class Transport(kombu_redis.Transport):
     Channel = Channel
+
+
+def use_for_redis_urls() -> None:
+    """Make kombu resolve every `redis://` URL to this transport (idempotent; before any connection)."""
+    TRANSPORT_ALIASES["redis"] = TRANSPORT_PATH

@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 import kombu.exceptions
@@ -29,15 +29,14 @@ import kombu.utils.json
 import redis
 from celery import Celery
 from celery.utils.nodenames import anon_nodename
+from kombu import Exchange
 
 from server.core.persistence import QueuedMessage, TaskPersistence
 from server.errors import DependencyUnavailable
 from server.settings import Settings
-from server.worker import ANALYZE_TASK_NAME, analyze_kwargs, celery_app, enqueue_analysis
+from server.worker import ANALYZE_TASK_NAME, analyze_call, celery_app, enqueue_analysis
 
 logger = logging.getLogger(__name__)
-
-Enqueue = Callable[[str, str, str | None], None]  # (task id, task type, image key); raises when the broker is down
 
 
 class TaskQueue(Protocol):
@@ -86,19 +85,15 @@ class AnalyzeMessages:
 
     def build(self, task_id: str, queue: str, image_key: str | None = None) -> QueuedMessage:
         channel = self._kombu_channel()
-        kwargs = analyze_kwargs(image_key)
         task = self._app.amqp.as_task_v2(
             task_id,
             ANALYZE_TASK_NAME,
-            args=(task_id,),
-            kwargs=kwargs,
-            argsrepr=repr([task_id]),
-            kwargsrepr=repr(kwargs),
             origin=self._origin,
-            ignore_result=True,  # the service keeps its own records (task_ignore_result)
+            ignore_result=self._app.conf.task_ignore_result,
+            **analyze_call(task_id, image_key),
         )
-        content_type, encoding, body = kombu.serialization.dumps(task.body, serializer="json")
-        properties = {**task.properties, "delivery_mode": 2}  # kombu's PERSISTENT, as Celery publishes
+        content_type, encoding, body = kombu.serialization.dumps(task.body, serializer=self._app.conf.task_serializer)
+        properties = {**task.properties, "delivery_mode": Exchange.PERSISTENT_DELIVERY_MODE}  # as Celery publishes
         message = channel.prepare_message(body, 0, content_type, encoding, task.headers, properties)
         # What the channel does to every message it publishes: encode the body, give it a delivery
         # tag, record where it was sent (the default exchange and the queue as routing key, which
@@ -135,9 +130,9 @@ class SameRedisQueue:
 class SeparateBrokerQueue:
     """Another broker: claim the record, publish with Celery, release the claim if that fails."""
 
-    def __init__(self, persistence: TaskPersistence, enqueue: Enqueue = enqueue_analysis) -> None:
+    def __init__(self, persistence: TaskPersistence, app: Celery) -> None:
         self.persistence = persistence
-        self.enqueue = enqueue
+        self.app = app
 
     def create(self, ref: str, record: Mapping[str, Any], task_type: str) -> bool:
         try:
@@ -148,7 +143,7 @@ class SeparateBrokerQueue:
         if not claimed:
             return False
         try:
-            self.enqueue(ref, task_type, record.get("imageKey"))
+            enqueue_analysis(ref, task_type, record.get("imageKey"), app=self.app)
         except (kombu.exceptions.KombuError, OSError, redis.RedisError) as exc:
             logger.error("task %s refused: broker unavailable: %s", ref, exc)
             try:
@@ -176,4 +171,4 @@ def broker_is_task_store(app: Celery, settings: Settings) -> bool:
 def task_queue(settings: Settings, persistence: TaskPersistence, app: Celery = celery_app) -> TaskQueue:
     if broker_is_task_store(app, settings):
         return SameRedisQueue(persistence, AnalyzeMessages(app))
-    return SeparateBrokerQueue(persistence)
+    return SeparateBrokerQueue(persistence, app)

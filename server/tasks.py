@@ -84,7 +84,7 @@ def _start_liveness(**_: Any) -> None:
     if settings.metrics.worker_port:
         # The pool processes' metrics, added up, on a port of the worker's main process.
         start_http_server(settings.metrics.worker_port, registry=metrics_registry())
-    liveness = Liveness(TaskPersistence(settings), node_name, tuple(settings.worker.queues))
+    liveness = Liveness(_main_process_persistence(), node_name, tuple(settings.worker.queues))
 
     def stop_consuming(queue: str) -> None:
         celery_app.control.cancel_consumer(queue, destination=[node_name])
@@ -104,12 +104,18 @@ def _stop_liveness(**_: Any) -> None:
 
 
 @cache
+def _main_process_persistence() -> TaskPersistence:
+    """The worker main process's one task store client (liveness, and the hard-time-limit path)."""
+    return TaskPersistence(get_settings())
+
+
+@cache
 def _main_process_clients() -> tuple[CallbackOutbox, ImageStorage | None]:
     """The worker main process's own outbox and image store (None when images are kept), built on
     first use: it ends a task itself only when a hard time limit killed the pool process running it."""
     settings = get_settings()
     storage = None if settings.storage.keep_images else make_storage(settings)
-    return CallbackOutbox(TaskPersistence(settings)), storage
+    return CallbackOutbox(_main_process_persistence()), storage
 
 
 def _end_after_hard_time_limit(task_id: str) -> None:

@@ -7,12 +7,11 @@ settings are read the first time Celery needs them, in whichever process that is
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlparse
 
 from celery import Celery
 from kombu import Exchange, Queue
 
-from server.redis_transport import TRANSPORT_PATH
+from server.redis_transport import use_for_redis_urls
 from server.settings import TASK_TYPES, Settings, get_settings
 
 ANALYZE_TASK_NAME = "server.tasks.analyze_task"
@@ -26,9 +25,6 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
     return {
         "broker_url": settings.broker_url,
-        # Plain Redis brokers get kombu's transport minus a client built per command; TLS and
-        # other brokers keep the transport their URL names.
-        "broker_transport": TRANSPORT_PATH if urlparse(settings.broker_url).scheme == "redis" else None,
         "result_backend": settings.celery.result_backend,
         "broker_transport_options": transport,
         "broker_connection_retry_on_startup": True,
@@ -60,6 +56,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
 
 
+# Plain Redis brokers get kombu's transport minus a client built per command, whichever way their
+# URL was given; TLS and other brokers keep the transport their URL names.
+use_for_redis_urls()
+
+
 def create_celery_app() -> Celery:
     app = Celery("xray_inference", include=["server.tasks"])
     app.add_defaults(lambda: celery_config(get_settings()))
@@ -69,26 +70,19 @@ def create_celery_app() -> Celery:
 celery_app = create_celery_app()
 
 
-def analyze_kwargs(image_key: str | None) -> dict[str, str]:
-    """`analyze_task`'s keyword arguments: the image's key, so that a worker finding the task's record
-    expired (the task waited in the queue past `task.result_ttl`) can still delete its image."""
-    return {"image_key": image_key} if image_key else {}
+def analyze_call(task_id: str, image_key: str | None) -> dict[str, Any]:
+    """The arguments of one `analyze_task` message, as both `send_task` and Celery's message builder
+    take them. `image_key` lets a worker that finds the record expired (the task waited in the queue
+    past `task.result_ttl`) still delete the image. Given argsrepr and kwargsrepr, Celery skips its
+    generic (and comparatively slow) repr of the arguments."""
+    kwargs = {"image_key": image_key} if image_key else {}
+    return {"args": (task_id,), "kwargs": kwargs, "argsrepr": repr([task_id]), "kwargsrepr": repr(kwargs)}
 
 
-def enqueue_analysis(task_id: str, task_type: str, image_key: str | None = None) -> None:
+def enqueue_analysis(task_id: str, task_type: str, image_key: str | None = None, app: Celery = celery_app) -> None:
     """Publish `analyze_task(task_id)` to the task type's queue (blocking; raises when the broker is down)."""
-    kwargs = analyze_kwargs(image_key)
-    # The Celery id is the task id: one id in every log, and no second UUID to generate. Given
-    # argsrepr, Celery skips its generic (and comparatively slow) repr of the arguments.
-    celery_app.send_task(
-        ANALYZE_TASK_NAME,
-        args=[task_id],
-        kwargs=kwargs,
-        queue=task_type,
-        task_id=task_id,
-        argsrepr=repr([task_id]),
-        kwargsrepr=repr(kwargs),
-    )
+    # The Celery id is the task id: one id in every log, and no second UUID to generate.
+    app.send_task(ANALYZE_TASK_NAME, queue=task_type, task_id=task_id, **analyze_call(task_id, image_key))
 
 
 def broker_ping(timeout_s: int = 1) -> None:

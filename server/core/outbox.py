@@ -56,24 +56,29 @@ def claim_lease_s(callback: CallbackSettings) -> float:
     return lease_needed_s(callback) + callback.timeout
 
 
+# The callback states that owe nothing more, as a Lua table keyed by the decoded status.
+_SETTLED = (CallbackStatus.DELIVERED, CallbackStatus.FAILED)
+_SETTLED_LUA_TABLE = "{" + ", ".join(f"[{json.dumps(str(status))}] = true" for status in _SETTLED) + "}"
+
 # handoff(key, member, lease): the callback that task hash `key` (due-set member `member`) owes,
 # as "lease\nmember\nurl\nstate\nbody", each part but the lease a JSON text (and so free of raw
 # newlines); false when it owes none (no record, not ended, no callback URL, or already settled).
 # The body is assembled from the record's stored JSON texts, so it is exact and never re-encoded.
 _HANDOFF_FUNCTION = """
 local terminal = TERMINAL
+local settled = SETTLED
 local function handoff(key, member, lease)
   local f = redis.call('HMGET', key, 'status', 'callback', 'callbackUrl', 'taskId', 'taskType', 'data', 'error')
   if not (f[1] and terminal[f[1]] and f[3]) then return false end
   local state = f[2] or '{}'
   local ok, decoded = pcall(cjson.decode, state)
   if not (ok and type(decoded) == 'table') then state = '{}' decoded = {} end
-  if decoded['status'] == 'delivered' or decoded['status'] == 'failed' then return false end
+  if settled[decoded['status']] then return false end
   local body = '{"taskId":' .. (f[4] or cjson.encode(member)) .. ',"taskType":' .. (f[5] or 'null')
     .. ',"status":' .. f[1] .. ',"data":' .. (f[6] or 'null') .. ',"error":' .. (f[7] or 'null') .. '}'
   return lease .. '\\n' .. cjson.encode(member) .. '\\n' .. f[3] .. '\\n' .. state .. '\\n' .. body
 end
-""".replace("TERMINAL", TERMINAL_LUA_TABLE)
+""".replace("TERMINAL", TERMINAL_LUA_TABLE).replace("SETTLED", _SETTLED_LUA_TABLE)
 
 # Claims the callback of task ARGV[2] until ARGV[3] in the due set (KEYS[2]) and puts its hand-off
 # on the hand-off list (KEYS[3]), keeping the newest MAX_HANDOFFS; nothing when it owes none.
@@ -177,7 +182,17 @@ class Handoff:
         return cls(json.loads(member), float(lease), json.loads(url), json.loads(state), body)
 
 
-def _owed_keys(key_prefix: str) -> tuple[str, str]:
+def _parsed(entry: bytes) -> Handoff | None:
+    """The hand-off in `entry`; None, logged, when it is not one of ours (its claim then lapses
+    and the callback falls due again), so one bad entry cannot stall delivery."""
+    try:
+        return Handoff.parse(entry)
+    except ValueError:
+        logger.error("unreadable entry taken from the outbox: %.80r", entry)
+        return None
+
+
+def owed_keys(key_prefix: str) -> tuple[str, str]:
     """The due set and the hand-off list under the service's key prefix."""
     return f"{key_prefix}callbacks:due", f"{key_prefix}callbacks:handoffs"
 
@@ -186,7 +201,7 @@ class CallbackOutbox:
     def __init__(self, persistence: TaskPersistence) -> None:
         self.persistence = persistence
         self.client = persistence.redis_client
-        self.due_key, self.handoff_key = _owed_keys(persistence.root_prefix)
+        self.due_key, self.handoff_key = owed_keys(persistence.root_prefix)
         self.lease_s = claim_lease_s(persistence.settings.callback)
         self._end = self.client.register_script(_END)
         self._replay = self.client.register_script(_REPLAY)
@@ -219,7 +234,7 @@ class DeliveryQueue:
         self.client = client
         self.key_prefix = settings.redis.key_prefix
         self.task_key_prefix = task_key(self.key_prefix, "")  # the claim script appends the member
-        self.due_key, self.handoff_key = _owed_keys(self.key_prefix)
+        self.due_key, self.handoff_key = owed_keys(self.key_prefix)
         self._claim = client.register_script(_CLAIM)
         self._renew = client.register_script(_RENEW)
         self._settle = client.register_script(_SETTLE)
@@ -228,14 +243,14 @@ class DeliveryQueue:
         """The oldest hand-off, waiting up to `timeout_s` for one (None: none came)."""
         # BLPOP's timeout 0 means forever; a caller's 0 means "do not wait long".
         popped = await self.client.blpop([self.handoff_key], timeout=max(timeout_s, 0.01))
-        return Handoff.parse(cast(list[bytes], popped)[1]) if popped else None
+        return _parsed(cast(list[bytes], popped)[1]) if popped else None
 
     async def renew(self, handoff: Handoff, lease: float) -> Handoff | None:
         """The hand-off claimed until `lease`, fresh from the record; None when its claim is no longer
         its own (lapsed and claimed elsewhere, or replayed) or the callback is owed no more."""
         keys = [task_key(self.key_prefix, handoff.task_id), self.due_key]
         entry = await self._renew(keys=keys, args=[handoff.task_id, handoff.lease, lease])
-        return Handoff.parse(entry) if entry else None
+        return _parsed(entry) if entry else None
 
     async def claim_due(self, now: float, lease_s: float, limit: int) -> list[Handoff]:
         """Up to `limit` owed callbacks due by `now` (retries, lapsed claims), claimed for `lease_s`."""
@@ -243,13 +258,7 @@ class DeliveryQueue:
             return []
         args: list[float | str] = [now, now + lease_s, limit, self.task_key_prefix]
         entries = cast(list[bytes], await self._claim(keys=[self.due_key], args=args))
-        claimed = []
-        for entry in entries:
-            try:
-                claimed.append(Handoff.parse(entry))
-            except ValueError:  # not one of ours; it falls due again when the lease lapses
-                logger.error("unreadable entry claimed from the outbox: %.80r", entry)
-        return claimed
+        return [handoff for handoff in map(_parsed, entries) if handoff is not None]
 
     async def settle(
         self, task_id: str, callback_state: Mapping[str, Any], next_due_at: float | None, lease: float
