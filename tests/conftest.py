@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from server.core.persistence import redis_client
 from server.embedded_redis import EmbeddedRedis
 from server.settings import Settings, get_settings, settings_from_mapping
 from tests.support.receiver import CallbackReceiver
@@ -34,10 +37,11 @@ def new_stack(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFact
     return Stack(redis_server, db, tmp_path_factory.mktemp(f"stack{db}"), **settings)
 
 
+@contextlib.contextmanager
 def running_api(
     redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory, **settings: str
 ) -> Iterator[Stack]:
-    """For a fixture to `yield from`: a new stack with only its API running, stopped afterwards."""
+    """A new stack with only its API running, stopped when the block ends."""
     stack = new_stack(redis_server, tmp_path_factory, **settings)
     stack.start_api()
     try:
@@ -72,7 +76,8 @@ def stack(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory)
 @pytest.fixture(scope="module")
 def api_only(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """An API with no worker: whatever a request leaves in Redis or the queues stays visible."""
-    yield from running_api(redis_server, tmp_path_factory)
+    with running_api(redis_server, tmp_path_factory) as stack:
+        yield stack
 
 
 @pytest.fixture
@@ -84,7 +89,7 @@ def receiver() -> Iterator[CallbackReceiver]:
 
 @pytest.fixture
 def settings(redis_server: EmbeddedRedis, tmp_path: Path) -> Settings:
-    """Settings for in-process components; they share database 15 and keep apart by unique task ids."""
+    """Settings for in-process components; they share database IN_PROCESS_DB and keep apart by unique task ids."""
     db = IN_PROCESS_DB
     return settings_from_mapping(
         {
@@ -95,3 +100,16 @@ def settings(redis_server: EmbeddedRedis, tmp_path: Path) -> Settings:
             "task": {"result_ttl": 600},
         }
     )
+
+
+@pytest.fixture
+def private_settings(settings: Settings) -> Iterator[Settings]:
+    """`settings` under a key prefix of the test's own, removed with everything under it afterwards:
+    for tests of what scans shared keys (the running set, the due set, the hand-off list)."""
+    redis_section = settings.redis.model_dump(mode="json") | {"key_prefix": f"xray-test-{uuid.uuid4().hex}:"}
+    private = settings_from_mapping(settings.model_dump(mode="json") | {"redis": redis_section})
+    yield private
+    with redis_client(private.redis) as client:
+        keys = list(client.scan_iter(f"{private.redis.key_prefix}*"))
+        if keys:
+            client.delete(*keys)

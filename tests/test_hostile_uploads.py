@@ -197,6 +197,7 @@ def test_refused_commit_of_a_flushed_upload_leaves_no_file(tmp_path: Path) -> No
     image = UploadedImage(storage, storage.new_key(".jpg"), ".jpg", "cut.jpg")
     assert image.keep(memoryview(LARGE_JPEG[:-1000]))
     image.flush()  # as the reader does past FLUSH_BYTES
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] != []  # staged on disk: checked from the file
     with pytest.raises(UnsupportedImage, match="truncated"):
         image.commit()
     image.discard()

@@ -23,7 +23,8 @@ LIMIT_MB = 0.25
 
 @pytest.fixture(scope="module")
 def small_limit(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    yield from running_api(redis_server, tmp_path_factory, XRAY__LIMITS__MAX_UPLOAD_MB=str(LIMIT_MB))
+    with running_api(redis_server, tmp_path_factory, XRAY__LIMITS__MAX_UPLOAD_MB=str(LIMIT_MB)) as stack:
+        yield stack
 
 
 def _body(image_size: int) -> tuple[str, bytes]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -10,20 +9,14 @@ import pytest
 from server.core.liveness import Liveness
 from server.core.persistence import TaskPersistence
 from server.core.storage import new_key
-from server.settings import Settings, settings_from_mapping
+from server.settings import Settings
 
 
 @pytest.fixture
-def persistence(settings: Settings) -> Iterator[TaskPersistence]:
+def persistence(private_settings: Settings) -> Iterator[TaskPersistence]:
     """A key prefix of its own: reaping scans the whole running set, which other tests also fill."""
-    redis_section = settings.redis.model_dump(mode="json") | {"key_prefix": f"xray-test-{uuid.uuid4().hex}:"}
-    persistence = TaskPersistence(settings_from_mapping(settings.model_dump(mode="json") | {"redis": redis_section}))
-    yield persistence
-    client = persistence.redis_client
-    keys = list(client.scan_iter(f"{persistence.root_prefix}*"))
-    if keys:
-        client.delete(*keys)
-    persistence.close()
+    with TaskPersistence(private_settings) as persistence:
+        yield persistence
 
 
 def running(persistence: TaskPersistence, task_id: str, owner: str, **fields: object) -> None:

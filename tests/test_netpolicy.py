@@ -119,7 +119,8 @@ def test_the_sender_refuses_again_at_send_time(settings: Settings, receiver: Cal
 
 @pytest.fixture(scope="module")
 def strict_api(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    yield from running_api(redis_server, tmp_path_factory, XRAY__CALLBACK__ALLOW_PRIVATE_NETWORKS="false")
+    with running_api(redis_server, tmp_path_factory, XRAY__CALLBACK__ALLOW_PRIVATE_NETWORKS="false") as stack:
+        yield stack
 
 
 @pytest.mark.parametrize(

@@ -61,12 +61,13 @@ ERROR_HEADERS = {401: "WWW-Authenticate", 503: "Retry-After"}
 @pytest.fixture(scope="module")
 def api(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """An API with keys and a small upload limit, and no worker: accepted tasks stay queued."""
-    yield from running_api(
+    with running_api(
         redis_server,
         tmp_path_factory,
         XRAY__SECURITY__API_KEYS=json.dumps({"clinic": KEY}),
         XRAY__LIMITS__MAX_UPLOAD_MB=str(LIMIT_MB),
-    )
+    ) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="module")

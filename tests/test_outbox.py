@@ -23,13 +23,6 @@ T = TypeVar("T")
 
 
 @pytest.fixture
-def private_settings(settings: Settings) -> Settings:
-    """The in-process settings under a key prefix of the test's own, so the hand-off list is its alone."""
-    redis = settings.redis.model_dump() | {"key_prefix": f"xray-outbox-{uuid.uuid4().hex}:"}
-    return settings_from_mapping(settings.model_dump(mode="json") | {"redis": redis})
-
-
-@pytest.fixture
 def persistence(private_settings: Settings) -> Iterator[TaskPersistence]:
     store = TaskPersistence(private_settings)
     yield store
@@ -85,7 +78,7 @@ def test_ending_a_task_hands_its_exact_callback_to_the_delivery_service(
     # Claimed for the delivery service at once: the member's score is the hand-off's lease.
     lease_s = claim_lease_s(private_settings.callback)
     assert before + lease_s <= handoff.lease <= time.time() + lease_s
-    assert persistence.redis_client.zscore(f"{private_settings.redis.key_prefix}callbacks:due", ref) == handoff.lease
+    assert persistence.redis_client.zscore(CallbackOutbox(persistence).due_key, ref) == handoff.lease
     # The client's id (not the tenant's reference), the result's every float and character intact.
     payload = json.loads(handoff.body)
     assert payload == {"taskId": "case-7", "taskType": "ceph", "status": "succeeded", "data": RESULT, "error": None}
@@ -141,8 +134,7 @@ def test_a_settle_only_counts_for_the_current_claim_and_settled_callbacks_leave_
     assert on_queue(private_settings, lambda queue: queue.settle(ref, delivered, None, handoff.lease)) is True
     record = persistence.get_task(ref)
     assert record is not None and record["callback"]["status"] == "delivered"
-    due_key = f"{private_settings.redis.key_prefix}callbacks:due"
-    assert persistence.redis_client.zscore(due_key, ref) is None
+    assert persistence.redis_client.zscore(CallbackOutbox(persistence).due_key, ref) is None
 
 
 def test_a_claim_drops_members_that_owe_nothing(private_settings: Settings, persistence: TaskPersistence) -> None:
@@ -152,22 +144,16 @@ def test_a_claim_drops_members_that_owe_nothing(private_settings: Settings, pers
         outbox.end_task(ref, Outcome(TaskStatus.SUCCEEDED))
     persistence.delete_task(expired)  # its record expired
     persistence.redis_client.hset(persistence._build_key(delivered), "callback", json.dumps({"status": "delivered"}))
-    due_key = f"{private_settings.redis.key_prefix}callbacks:due"
     later = time.time() + claim_lease_s(private_settings.callback) + 1
     claimed = on_queue(private_settings, lambda queue: queue.claim_due(later, 30, 10))
     assert [c.task_id for c in claimed] == [owed]
-    assert set(persistence.redis_client.zrange(due_key, 0, -1)) == {owed}
+    assert set(persistence.redis_client.zrange(outbox.due_key, 0, -1)) == {owed}
 
 
 def handed_off_and_delivered(settings: Settings, receiver: CallbackReceiver, lease_s: float, path: str) -> int:
     """End a task whose hand-off carries a lease of `lease_s` from now, run a delivery service until
     its callback arrived and long enough after for a duplicate; how many times it was sent."""
-    persistence = TaskPersistence(settings)
-    outbox = CallbackOutbox(persistence)
-    outbox.lease_s = lease_s
     client_id = str(uuid.uuid4())
-    ref = accepted(persistence, client_id, url=receiver.url(path))
-    outbox.end_task(ref, Outcome(TaskStatus.SUCCEEDED, data=RESULT))
 
     async def scenario() -> None:
         stop = asyncio.Event()
@@ -177,9 +163,13 @@ def handed_off_and_delivered(settings: Settings, receiver: CallbackReceiver, lea
         stop.set()
         await service
 
-    asyncio.run(scenario())
-    record = persistence.get_task(ref)
-    persistence.close()
+    with TaskPersistence(settings) as persistence:
+        outbox = CallbackOutbox(persistence)
+        outbox.lease_s = lease_s
+        ref = accepted(persistence, client_id, url=receiver.url(path))
+        outbox.end_task(ref, Outcome(TaskStatus.SUCCEEDED, data=RESULT))
+        asyncio.run(scenario())
+        record = persistence.get_task(ref)
     assert record is not None and record["callback"]["status"] == "delivered"
     return sum(f'"taskId":"{client_id}"'.encode() in body for body in receiver.arrived)
 
@@ -213,9 +203,9 @@ def test_a_task_without_a_callback_url_owes_no_callback(
     private_settings: Settings, persistence: TaskPersistence
 ) -> None:
     ref = "clinic:no-url"
-    persistence.claim_task(ref, {"taskId": "no-url", "taskType": "pano", "status": "queued", "attempts": 0})
+    assert persistence.claim_task(ref, {"taskId": "no-url", "taskType": "pano", "status": "queued", "attempts": 0})
     assert CallbackOutbox(persistence).end_task(ref, Outcome(TaskStatus.SUCCEEDED))
-    assert persistence.redis_client.zscore(f"{private_settings.redis.key_prefix}callbacks:due", ref) is None
+    assert persistence.redis_client.zscore(CallbackOutbox(persistence).due_key, ref) is None
     assert next_handoff(private_settings) is None
 
 
@@ -226,8 +216,7 @@ def test_the_hand_off_list_keeps_the_newest_and_the_dropped_are_still_owed(
     refs = [accepted(persistence) for _ in range(MAX_HANDOFFS + 2)]
     for ref in refs:
         outbox.end_task(ref, Outcome(TaskStatus.SUCCEEDED))
-    handoff_key = f"{private_settings.redis.key_prefix}callbacks:handoffs"
-    assert persistence.redis_client.llen(handoff_key) == MAX_HANDOFFS
+    assert persistence.redis_client.llen(outbox.handoff_key) == MAX_HANDOFFS
     oldest_kept = next_handoff(private_settings)
     assert oldest_kept is not None and oldest_kept.task_id == refs[2]
     # The two dropped ones are claimed like any other once their lease lapses (theirs lapse first).

@@ -51,7 +51,8 @@ def test_claim_is_atomic_across_threads(settings: Settings, request: pytest.Fixt
     assert persistence.get_task(task_id) == {"status": "queued", "n": winner}
 
 
-def test_a_task_ends_once_and_owes_its_callback(settings: Settings, request: pytest.FixtureRequest) -> None:
+def test_a_task_ends_once_and_owes_its_callback(private_settings: Settings, request: pytest.FixtureRequest) -> None:
+    settings = private_settings  # ending a task writes the shared due set and hand-off list
     persistence = TaskPersistence(settings)
     request.addfinalizer(persistence.close)
     outbox = CallbackOutbox(persistence)

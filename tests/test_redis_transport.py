@@ -6,33 +6,32 @@ import uuid
 from typing import cast
 
 import kombu
-from celery import Celery
+import pytest
 from kombu.transport import pyamqp
 from kombu.transport import redis as kombu_redis
 
 from server.redis_transport import TRANSPORT_PATH, Channel, Transport
-from server.settings import Settings, settings_from_mapping
-from server.worker import celery_config
+from server.settings import Settings
+from tests.support.celery_apps import celery_for, with_broker
 
 
-def with_broker(settings: Settings, url: str) -> Settings:
-    return settings_from_mapping(settings.model_dump(mode="json") | {"celery": {"broker_url": url}})
-
-
-def test_celery_publishes_to_plain_redis_through_the_reused_client_transport(settings: Settings) -> None:
-    app = Celery("transport-test")
-    app.config_from_object(celery_config(settings))
-    with app.connection_for_write() as connection:
+def test_celery_publishes_to_plain_redis_through_the_reused_client_transport(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with celery_for(settings).connection_for_write() as connection:
         assert isinstance(connection.transport, Transport)
-    # TLS Redis and other brokers keep the transport their URL names (building it connects nowhere).
+    # TLS Redis and other brokers keep the transport their URL names (building it connects nowhere),
+    # also when the URL comes from Celery's environment override rather than our settings.
     for url, stock in (
         ("rediss://redis.test:6380/0", kombu_redis.Transport),
         ("amqp://guest:guest@rabbit.test:5672//", pyamqp.Transport),
     ):
-        other = Celery("transport-test")
-        other.config_from_object(celery_config(with_broker(settings, url)))
-        with other.connection_for_write() as connection:
+        with celery_for(with_broker(settings, url)).connection_for_write() as connection:
             assert type(connection.transport) is stock
+        with monkeypatch.context() as patched:
+            patched.setenv("CELERY_BROKER_URL", url)
+            with celery_for(settings).connection_for_write() as connection:
+                assert type(connection.transport) is stock
 
 
 def test_a_channel_reuses_one_client_and_messages_still_flow(settings: Settings) -> None:

@@ -83,7 +83,10 @@ def test_cors_wildcard_with_credentials_is_refused(monkeypatch: pytest.MonkeyPat
 
 @pytest.fixture(scope="module")
 def cors_api(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    yield from running_api(redis_server, tmp_path_factory, XRAY__API__CORS_ORIGINS='["https://viewer.clinic.example"]')
+    with running_api(
+        redis_server, tmp_path_factory, XRAY__API__CORS_ORIGINS='["https://viewer.clinic.example"]'
+    ) as stack:
+        yield stack
 
 
 def test_cors_answers_only_the_configured_origins(cors_api: Stack) -> None:
@@ -129,5 +132,5 @@ def test_each_request_gets_one_access_log_line(cors_api: Stack) -> None:
     lines = log.splitlines()
     task_line = next(n for n, line in enumerate(lines) if f"GET /api/v1/task/{marker} 404 " in line)
     # The last request before it, /livez with its query, was logged too (by path alone).
-    assert any("server.access: GET /livez 200 " in line for line in lines[task_line - 3 : task_line])
+    assert any("server.access: GET /livez 200 " in line for line in lines[max(0, task_line - 3) : task_line])
     assert log.count(f"GET /api/v1/task/{marker} 404 ") == 1

@@ -17,17 +17,8 @@ from server.embedded_redis import free_port
 from server.errors import DependencyUnavailable
 from server.settings import Settings, settings_from_mapping
 from server.task_queue import AnalyzeMessages, SameRedisQueue, SeparateBrokerQueue, task_queue
-from server.worker import ANALYZE_TASK_NAME, analyze_kwargs, celery_config
-
-
-def celery_for(settings: Settings) -> Celery:
-    app = Celery("task-queue-test")
-    app.config_from_object(celery_config(settings))
-    return app
-
-
-def with_broker(settings: Settings, url: str) -> Settings:
-    return settings_from_mapping(settings.model_dump(mode="json") | {"celery": {"broker_url": url}})
+from server.worker import enqueue_analysis
+from tests.support.celery_apps import celery_for, with_broker
 
 
 @pytest.fixture
@@ -55,6 +46,12 @@ def queued(client: redis.Redis, queue: str) -> list[dict[str, Any]]:
     return [json.loads(raw) for raw in client.lrange(queue, 0, -1)]
 
 
+def call_of(messages: AnalyzeMessages, message: dict[str, Any]) -> list[Any]:
+    """The args and kwargs a worker decodes from a queued message's body."""
+    body = messages._kombu_channel().decode_body(message["body"], message["properties"]["body_encoding"])
+    return list(json.loads(body)[:2])
+
+
 def without_per_message_fields(message: dict[str, Any]) -> dict[str, Any]:
     """The envelope less what differs between any two publishes (ids, tag, publisher)."""
     headers = {k: v for k, v in message["headers"].items() if k not in ("id", "root_id", "argsrepr", "origin")}
@@ -68,24 +65,15 @@ def without_per_message_fields(message: dict[str, Any]) -> dict[str, Any]:
     return {**message, "headers": headers, "properties": properties, "body": None}
 
 
-def test_built_message_is_what_send_task_publishes(
+def test_built_message_is_what_enqueue_analysis_publishes(
     app: Celery, messages: AnalyzeMessages, persistence: TaskPersistence
 ) -> None:
     queue = f"xray-test-queue-{uuid.uuid4().hex}"
     client = persistence.redis_client
     sent_id, built_id = str(uuid.uuid4()), str(uuid.uuid4())
     image_key = new_key(".jpg")
-    kwargs = analyze_kwargs(image_key)
     try:
-        app.send_task(
-            ANALYZE_TASK_NAME,
-            args=[sent_id],
-            kwargs=kwargs,
-            queue=queue,
-            task_id=sent_id,
-            argsrepr=repr([sent_id]),
-            kwargsrepr=repr(kwargs),
-        )
+        enqueue_analysis(sent_id, queue, image_key, app=app)  # the path a separate broker takes
         built = messages.build(built_id, queue, image_key)
         assert built.queue_key == queue
         [sent] = queued(client, queue)
@@ -96,11 +84,11 @@ def test_built_message_is_what_send_task_publishes(
         assert mine["headers"]["argsrepr"] == repr([built_id])
         assert mine["properties"]["delivery_info"] == {"exchange": "", "routing_key": queue}
         # The body decodes the way the worker decodes it: base64 JSON of (args, kwargs, embed).
-        channel = messages._kombu_channel()
-        body = channel.decode_body(mine["body"], mine["properties"]["body_encoding"])
-        assert json.loads(body)[:2] == [[built_id], {"image_key": image_key}]
-        assert json.loads(channel.decode_body(sent["body"], "base64"))[1:] == json.loads(body)[1:]
-        assert mine["properties"]["delivery_tag"] != sent["properties"]["delivery_tag"]
+        assert call_of(messages, mine) == [[built_id], {"image_key": image_key}]
+        assert call_of(messages, sent) == [[sent_id], {"image_key": image_key}]
+        # Each message gets its own delivery tag (kombu's unacked bookkeeping is keyed by it).
+        tags = {json.loads(messages.build(built_id, queue).payload)["properties"]["delivery_tag"] for _ in range(2)}
+        assert len(tags) == 2
     finally:
         # send_task also declared the queue: kombu's binding records go too.
         client.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
@@ -119,14 +107,12 @@ def test_record_and_message_are_written_together_or_not_at_all(
         assert queue.create(ref, record, task_type)
         assert persistence.get_task(ref) == record
         [message] = queued(client, task_type)
-        body = messages._kombu_channel().decode_body(message["body"], message["properties"]["body_encoding"])
-        assert json.loads(body)[:2] == [[ref], {"image_key": record["imageKey"]}]
+        assert call_of(messages, message) == [[ref], {"image_key": record["imageKey"]}]
         assert client.ttl(task_key(settings.redis.key_prefix, ref)) > 0
-        assert [message["headers"]["id"] for message in queued(client, task_type)] == [ref]
         # The id is taken: the record stays, and nothing is queued anywhere.
         assert not queue.create(ref, {**record, "taskType": other_type}, other_type)
         assert persistence.get_task(ref) == record
-        assert [message["headers"]["id"] for message in queued(client, task_type)] == [ref]
+        assert [queued_message["headers"]["id"] for queued_message in queued(client, task_type)] == [ref]
         assert client.exists(other_type) == 0
     finally:
         client.delete(task_type, other_type)

@@ -7,11 +7,12 @@ import uuid
 import httpx
 import pytest
 
+from server.core.outbox import owed_keys
 from server.embedded_redis import EmbeddedRedis
-from tests.conftest import new_stack
+from tests.conftest import running_api
 from tests.support.images import jpeg_bytes
 from tests.support.receiver import CallbackReceiver, Reply
-from tests.support.stack import Stack, wait_until
+from tests.support.stack import KEY_PREFIX, Stack, wait_until
 
 
 def _get(stack: Stack, task_id: str) -> httpx.Response:
@@ -84,10 +85,8 @@ def test_a_task_that_expired_in_the_queue_is_dropped_with_its_image(
     redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory, receiver: CallbackReceiver
 ) -> None:
     """No worker for longer than task.result_ttl: the record expires; the worker that finally takes
-    the message drops the task, sends no callback, and deletes the image the record named."""
-    stack = new_stack(redis_server, tmp_path_factory, XRAY__TASK__RESULT_TTL="1")
-    stack.start_api()
-    try:
+    the message drops the task, owes no callback, and deletes the image the message names."""
+    with running_api(redis_server, tmp_path_factory, XRAY__TASK__RESULT_TTL="1") as stack:
         task_id = stack.submit(receiver.url())
         assert len(stack.stored_files()) == 1
         wait_until(lambda: stack.record(task_id) == {}, timeout_s=10)
@@ -96,6 +95,5 @@ def test_a_task_that_expired_in_the_queue_is_dropped_with_its_image(
         wait_until(lambda: stack.queued_messages()["pano"] == 0, timeout_s=30)
         wait_until(lambda: stack.stored_files() == [], timeout_s=10)
         assert f"task {task_id} has no record" in stack.log("worker")
-        assert receiver.arrived == []
-    finally:
-        stack.stop()
+        with stack.redis() as client:
+            assert client.exists(*owed_keys(KEY_PREFIX)) == 0  # nothing for a delivery service to send
