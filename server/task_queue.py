@@ -56,6 +56,9 @@ class AnalyzeMessages:
     def __init__(self, app: Celery) -> None:
         self._app = app
         self._origin = anon_nodename()  # the publishing process, as Celery names it
+        # Read once: Celery's configuration lookups cost microseconds each, per request otherwise.
+        self._ignore_result = bool(app.conf.task_ignore_result)
+        self._serializer = str(app.conf.task_serializer)
         self._lock = threading.Lock()
         self._connection: Any = None
         self._channel: Any = None
@@ -89,10 +92,10 @@ class AnalyzeMessages:
             task_id,
             ANALYZE_TASK_NAME,
             origin=self._origin,
-            ignore_result=self._app.conf.task_ignore_result,
+            ignore_result=self._ignore_result,
             **analyze_call(task_id, image_key),
         )
-        content_type, encoding, body = kombu.serialization.dumps(task.body, serializer=self._app.conf.task_serializer)
+        content_type, encoding, body = kombu.serialization.dumps(task.body, serializer=self._serializer)
         properties = {**task.properties, "delivery_mode": Exchange.PERSISTENT_DELIVERY_MODE}  # as Celery publishes
         message = channel.prepare_message(body, 0, content_type, encoding, task.headers, properties)
         # What the channel does to every message it publishes: encode the body, give it a delivery
