@@ -15,6 +15,7 @@ import asyncio
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -211,6 +212,7 @@ def main() -> int:
         from bench.pipelines import figures as pipeline_figures
 
         results["pipelines"] = pipeline_figures()
+    shutil.rmtree(workdir, ignore_errors=True)  # kept only when the run failed: its logs say why
     print(json.dumps(results, indent=2))
     out = PROJECT_ROOT / "tmp" / "bench"
     out.mkdir(parents=True, exist_ok=True)
