@@ -6,11 +6,12 @@ import logging
 import os
 import threading
 import time
-from functools import cache
+from functools import cache, partial
 from typing import Any
 
 import redis
 from celery import Task
+from celery.app.task import Context
 from celery.exceptions import Reject, TimeLimitExceeded
 from celery.signals import celeryd_init, worker_process_init, worker_process_shutdown, worker_ready, worker_shutdown
 from prometheus_client import start_http_server
@@ -25,7 +26,7 @@ from server.core.storage import ImageStorage, discard_image, make_storage
 from server.metrics import process_exited
 from server.metrics import registry as metrics_registry
 from server.settings import get_settings
-from server.worker import ANALYZE_TASK_NAME, celery_app, enqueue_analysis
+from server.worker import ANALYZE_TASK_NAME, RESENT_HEADER, celery_app, enqueue_analysis
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ def _start_liveness(**_: Any) -> None:
 
     thread = threading.Thread(
         target=run_liveness,
-        args=(liveness, enqueue_analysis, stop_consuming, _liveness_stop),
+        args=(liveness, partial(enqueue_analysis, resent=True), stop_consuming, _liveness_stop),
         name="liveness",
         daemon=True,
     )
@@ -146,13 +147,25 @@ def _hand_back(task_id: str, why: str) -> Reject:
     return Reject(requeue=True)
 
 
+def ran_before(request: Context) -> bool:
+    """Whether a message may have been given to a run already: redelivered by the broker (its run's
+    process died, or the message was handed back) or sent again for a dead worker (`resent`)."""
+    return bool((request.delivery_info or {}).get("redelivered") or getattr(request, RESENT_HEADER, False))
+
+
 @celery_app.task(name=ANALYZE_TASK_NAME, base=AnalyzeTask, bind=True)
 def analyze_task(self: AnalyzeTask, task_id: str, image_key: str | None = None) -> None:
     """Analyze one accepted task; its outcome goes to the task record and the callback."""
     # The queue a message came from is its task type (one routing key per queue).
     queue = (self.request.delivery_info or {}).get("routing_key")
+    # A message that ran before may be one whose image crashes the process reading it: its record,
+    # and with it the attempt limit, comes first. A first run reads the image meanwhile.
+    prefetch = not ran_before(self.request)
+    if not prefetch:
+        logger.info("task %s was delivered before; reading its record before its image", task_id)
+    owner = self.request.hostname or ""
     try:
-        processor().process(task_id, owner=self.request.hostname or "", task_type=queue, image_key=image_key)
+        processor().process(task_id, owner=owner, task_type=queue, image_key=image_key, prefetch=prefetch)
     except redis.RedisError as exc:
         raise _hand_back(task_id, f"Redis unavailable ({exc})") from exc
     except PipelineUnavailable as exc:

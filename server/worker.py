@@ -15,6 +15,8 @@ from server.redis_transport import use_for_redis_urls
 from server.settings import TASK_TYPES, Settings, get_settings
 
 ANALYZE_TASK_NAME = "server.tasks.analyze_task"
+# Message header of a task sent again for a worker that died; Celery puts it in the task's request.
+RESENT_HEADER = "xray_resent"
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -72,17 +74,25 @@ celery_app = create_celery_app()
 
 def analyze_call(task_id: str, image_key: str | None) -> dict[str, Any]:
     """The arguments of one `analyze_task` message, as both `send_task` and Celery's message builder
-    take them. `image_key` lets a worker that finds the record expired (the task waited in the queue
-    past `task.result_ttl`) still delete the image. Given argsrepr and kwargsrepr, Celery skips its
-    generic (and comparatively slow) repr of the arguments."""
+    take them. `image_key` lets a worker read the image while it starts the task, and delete it
+    when it finds the record expired (the task waited in the queue past `task.result_ttl`). Given
+    argsrepr and kwargsrepr, Celery skips its generic (and comparatively slow) repr of the arguments."""
     kwargs = {"image_key": image_key} if image_key else {}
     return {"args": (task_id,), "kwargs": kwargs, "argsrepr": repr([task_id]), "kwargsrepr": repr(kwargs)}
 
 
-def enqueue_analysis(task_id: str, task_type: str, image_key: str | None = None, app: Celery = celery_app) -> None:
-    """Publish `analyze_task(task_id)` to the task type's queue (blocking; raises when the broker is down)."""
+def enqueue_analysis(
+    task_id: str, task_type: str, image_key: str | None = None, app: Celery = celery_app, *, resent: bool = False
+) -> None:
+    """Publish `analyze_task(task_id)` to the task type's queue (blocking; raises when the broker is down).
+
+    `resent`: sent again because the worker running it died; said in a message header, which
+    workers that do not know it ignore (an argument would make them refuse the message).
+    """
+    headers = {RESENT_HEADER: True} if resent else None
     # The Celery id is the task id: one id in every log, and no second UUID to generate.
-    app.send_task(ANALYZE_TASK_NAME, queue=task_type, task_id=task_id, **analyze_call(task_id, image_key))
+    call = analyze_call(task_id, image_key)
+    app.send_task(ANALYZE_TASK_NAME, queue=task_type, task_id=task_id, headers=headers, **call)
 
 
 def broker_ping(timeout_s: int = 1) -> None:

@@ -60,6 +60,8 @@ def test_a_killed_pool_process_gives_its_task_to_another_run(fragile: Stack, rec
     (callback,) = receiver.wait_for(task_id, timeout_s=60)
     assert callback.json["status"] == "succeeded"
     assert fragile.record(task_id)["attempts"] == 2
+    # The broker marked the message redelivered: the second run read the record before the image.
+    assert f"task {task_id} was delivered before" in fragile.log("worker")
 
 
 def test_a_task_that_keeps_killing_its_worker_fails_with_12001(fragile: Stack, receiver: CallbackReceiver) -> None:
@@ -96,6 +98,7 @@ def test_a_task_whose_whole_worker_died_completes_once_a_worker_runs(
     assert callback.json["status"] == "succeeded"
     assert slow_task_stack.record(task_id)["attempts"] == 2
     assert f"task {task_id}: its worker died while running it" in slow_task_stack.log("worker-2")
+    assert f"task {task_id} was delivered before" in slow_task_stack.log("worker-2")  # resent, so marked
 
 
 def test_sigterm_lets_a_short_task_finish_within_the_grace_period(

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple, cast
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple, TypeVar, cast
 
 import redis
 import redis.asyncio
+from redis.exceptions import NoScriptError
 
 from server.core.status import TERMINAL_STATUSES
 from server.settings import RedisSettings, Settings, as_settings
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # A Lua table literal whose keys are the JSON-encoded terminal statuses, for the scripts' guards.
 TERMINAL_LUA_TABLE = (
@@ -175,6 +178,35 @@ class TaskPersistence:
             ),
         )
         return decode_fields(flat) if flat else None
+
+    def start_attempt_during(
+        self, task_id: str, fields: Mapping[str, Any], work: Callable[[], T]
+    ) -> tuple[dict[str, Any] | None, T]:
+        """`start_attempt`, with `work()` done while Redis runs it: the worker reads and decodes the
+        image in the round trip's time instead of after it. Both results come back; `work` should
+        not raise (an exception from it drops the connection, the attempt having been counted).
+        """
+        keys = [self._build_key(task_id), self.running_key]
+        args = [self.ttl, "attempts", *flatten_fields(fields)]
+        pool = self.redis_client.connection_pool
+        connection = pool.get_connection()
+        try:
+            connection.send_command("EVALSHA", self._start.sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
+            done = work()
+            try:
+                answer = self.redis_client.parse_response(connection, "EVALSHA")  # type: ignore[no-untyped-call]
+                flat = cast(list[str], answer)
+            except NoScriptError:  # Redis lost its script cache (a restart): nothing ran
+                flat = None
+        except BaseException:
+            # An answer may still be on its way: the connection must not be reused.
+            connection.disconnect()  # type: ignore[no-untyped-call]
+            raise
+        finally:
+            pool.release(connection)
+        if flat is None:
+            return self.start_attempt(task_id, fields), done  # loads the script, then runs it
+        return (decode_fields(flat) if flat else None), done
 
     def close(self) -> None:
         self.redis_client.close()
