@@ -64,6 +64,15 @@ def test_one_client_is_reused_across_callbacks(settings: Settings, receiver: Cal
         assert len({r.peer for r in receiver.received}) == 1
 
 
+def test_cookies_a_receiver_sets_are_never_sent_back(settings: Settings, receiver: CallbackReceiver) -> None:
+    receiver.replies["/cb"] = Reply(200, headers={"Set-Cookie": "session=tenant-a; Path=/"})
+    by_name = receiver.url("/cb").replace("127.0.0.1", "localhost")  # cookie jars ignore IP hosts
+    with CallbackManager(settings) as manager:
+        for _ in range(2):
+            assert manager.send_callback(by_name, {"taskId": str(uuid.uuid4())})
+    assert [r.headers.get("cookie") for r in receiver.received] == [None, None]
+
+
 def test_deliver_reports_instead_of_raising_for_an_unsendable_url(settings: Settings) -> None:
     with CallbackManager(settings) as manager:
         for url in ("http://a..b/cb", "not a url at all", "http://xn--a/cb"):

@@ -131,6 +131,9 @@ class CallbackSender:
                 ),
                 headers={"User-Agent": USER_AGENT, "Content-Type": "application/json"},
                 auto_decompress=False,
+                # One receiver's cookies must never ride along on callbacks to another tenant's
+                # receiver on the same host; nor are they worth the per-request lookup.
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
         return self._session
 
