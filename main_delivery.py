@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+from collections.abc import Coroutine
+from typing import Any
 
 from server.delivery import DeliveryService
 from server.logsetup import configure_logging
@@ -19,6 +21,16 @@ async def serve(settings: Settings) -> None:
     await DeliveryService(settings).run(stop)
 
 
+def run_event_loop(main: Coroutine[Any, Any, None]) -> None:
+    """Run on uvloop where it is installed (libuv: less CPU per callback than asyncio's own loop)."""
+    try:
+        import uvloop
+    except ImportError:  # not built for every platform; asyncio's loop does the same, a little slower
+        asyncio.run(main)
+        return
+    uvloop.run(main)
+
+
 def main() -> int:
     settings = startup_settings()
     configure_logging(settings.worker.loglevel, settings.app.log_format)
@@ -28,7 +40,7 @@ def main() -> int:
         from server.metrics import registry
 
         start_http_server(settings.metrics.delivery_port, registry=registry())
-    asyncio.run(serve(settings))
+    run_event_loop(serve(settings))
     return 0
 
 
