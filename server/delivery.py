@@ -82,7 +82,11 @@ class DeliveryService:
             taken = await self.queue.renew(taken, time.time() + self.lease_s)
         if taken is not None:
             self._start(taken)
-            await asyncio.sleep(0)  # give the attempt a chance to send before the next BLPOP goes out
+            # Let the attempt send its request before the next BLPOP goes out (that write wakes
+            # Redis, costly on a busy machine): one turn builds the request, and on Python 3.11
+            # aiohttp writes the body from a task of its own, which the second turn runs.
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
         return next_poll
 
     def _start(self, handoff: Handoff) -> None:
