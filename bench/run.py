@@ -109,9 +109,31 @@ def pool_rss_mb(worker: subprocess.Popen[bytes]) -> list[float]:
     return [round(p.memory_info().rss / MB, 2) for p in psutil.Process(worker.pid).children()]
 
 
-def start(name: str, argv: list[str], env: dict[str, str], logdir: Path) -> subprocess.Popen[bytes]:
+def start(
+    name: str, argv: list[str], env: dict[str, str], logdir: Path, cwd: Path = PROJECT_ROOT
+) -> subprocess.Popen[bytes]:
     log = open(logdir / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the process
-    return subprocess.Popen([sys.executable, *argv], cwd=PROJECT_ROOT, env=env, stdout=log, stderr=log)
+    return subprocess.Popen([sys.executable, *argv], cwd=cwd, env=env, stdout=log, stderr=log)
+
+
+def stack_env(
+    redis_server: EmbeddedRedis, api_port: int, workdir: Path, *, api_workers: int, pool: int, loglevel: str
+) -> dict[str, str]:
+    """The environment of a benchmarked stack's processes: this one's, minus any XRAY settings, plus its own."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("XRAY")}
+    env.update(
+        XRAY__REDIS__HOST=redis_server.host,
+        XRAY__REDIS__PORT=str(redis_server.port),
+        XRAY__API__HOST="127.0.0.1",
+        XRAY__API__PORT=str(api_port),
+        XRAY__API__WORKERS=str(api_workers),
+        XRAY__API__UPLOAD_DIR=str(workdir / "uploads"),
+        XRAY__API__LOGLEVEL=loglevel,
+        XRAY__WORKER__LOGLEVEL=loglevel,
+        XRAY__WORKER__CONCURRENCY=str(pool),
+        XRAY__PIPELINES__MOCK_DELAY_S="0",
+    )
+    return env
 
 
 def wait_ready(api_url: str, logdir: Path, timeout_s: float = 60) -> None:
@@ -141,18 +163,8 @@ def main() -> int:
     redis_server = EmbeddedRedis(workdir / "redis")
     redis_server.start()
     api_port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("XRAY")}
-    env.update(
-        XRAY__REDIS__HOST=redis_server.host,
-        XRAY__REDIS__PORT=str(redis_server.port),
-        XRAY__API__HOST="127.0.0.1",
-        XRAY__API__PORT=str(api_port),
-        XRAY__API__WORKERS=str(args.api_workers),
-        XRAY__API__UPLOAD_DIR=str(workdir / "uploads"),
-        XRAY__API__LOGLEVEL=args.loglevel,
-        XRAY__WORKER__LOGLEVEL=args.loglevel,
-        XRAY__WORKER__CONCURRENCY=str(args.pool),
-        XRAY__PIPELINES__MOCK_DELAY_S="0",
+    env = stack_env(
+        redis_server, api_port, workdir, api_workers=args.api_workers, pool=args.pool, loglevel=args.loglevel
     )
     processes = {
         "api": start("api", ["main_api.py"], env, workdir),

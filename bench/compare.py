@@ -1,0 +1,199 @@
+"""Same-moment comparison of checkouts: serial send→callback latency and CPU per request.
+
+    python -m bench.compare HEAD=. OLD=/path/to/other/checkout [--rounds 400] [--warmup 30]
+
+On a small or shared machine, runs of `make bench` minutes apart differ by more than most changes
+do. This starts one complete stack per checkout at once (its own embedded Redis, API, worker with
+2 pool processes, callback delivery where the checkout has one; mock delay 0), all with this
+checkout's Python environment, and sends closed-loop 100 KB requests to them in turn: one request
+at a time, the next stack after each callback, the order reversed every round. Every stack sees
+the same machine. Prints JSON: per stack, send→callback and accept latency, and the CPU
+milliseconds per request of each of its processes over the measured rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import httpx
+import psutil
+from aiohttp import web
+
+from bench.loadgen import MultipartTemplate, generated_jpeg, summary_ms
+from bench.run import stack_env, start
+from server.embedded_redis import EmbeddedRedis, free_port
+
+ENTRY_POINTS = ("main_api.py", "main_worker.py", "main_delivery.py")
+IMAGE_BYTES = 100 * 1024
+
+
+@dataclass
+class Stack:
+    name: str
+    checkout: Path
+    workdir: Path
+    redis: EmbeddedRedis
+    url: str = ""
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    callback_s: list[float] = field(default_factory=list)
+    accept_s: list[float] = field(default_factory=list)
+
+    def cpu_s(self) -> dict[str, float]:
+        """CPU seconds (user + system) so far of each entry point's process tree."""
+        totals = {}
+        for name, process in self.processes.items():
+            parent = psutil.Process(process.pid)
+            totals[name] = sum(sum(p.cpu_times()[:2]) for p in [parent, *parent.children(recursive=True)])
+        return totals
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            process.terminate()
+        for process in self.processes.values():
+            process.wait(30)
+        self.redis.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def start_stack(name: str, checkout: Path) -> Stack:
+    workdir = Path(tempfile.mkdtemp(prefix=f"xray-compare-{name}-"))
+    stack = Stack(name, checkout, workdir, EmbeddedRedis(workdir / "redis"))
+    try:
+        stack.redis.start()
+        api_port = free_port()
+        env = stack_env(stack.redis, api_port, workdir, api_workers=1, pool=2, loglevel="warning")
+        for script in ENTRY_POINTS:
+            if (checkout / script).exists():
+                stack.processes[script] = start(script, [script], env, workdir, cwd=checkout)
+        stack.url = f"http://127.0.0.1:{api_port}"
+        wait_answering(stack.url, workdir)
+    except BaseException:
+        stack.stop()
+        raise
+    return stack
+
+
+def wait_answering(api_url: str, workdir: Path, timeout_s: float = 60) -> None:
+    """Until the API is ready, or answers at all where it predates `/readyz` (404); the warm-up
+    rounds then wait for its worker."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{api_url}/readyz", timeout=1).status_code in (200, 404):
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{api_url} did not start; see {workdir}")
+
+
+class Receiver:
+    def __init__(self) -> None:
+        self.waiting: dict[str, asyncio.Future[float]] = {}
+
+    async def handle(self, request: web.Request) -> web.Response:
+        arrived = time.perf_counter()
+        task_id = json.loads(await request.read())["taskId"]
+        waiter = self.waiting.pop(task_id, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(arrived)
+        return web.Response()
+
+
+async def one_request(
+    session: aiohttp.ClientSession, template: MultipartTemplate, receiver: Receiver
+) -> tuple[float, float]:
+    """(accept, send→callback) seconds of one task."""
+    task_id = str(uuid.uuid4())
+    arrival = receiver.waiting[task_id] = asyncio.get_running_loop().create_future()
+    sent = time.perf_counter()
+    headers = {"Content-Type": template.content_type}
+    async with session.post("/api/v1/analyze", data=template.body(task_id), headers=headers) as response:
+        await response.read()
+        if response.status != 202:
+            raise RuntimeError(f"HTTP {response.status}: {await response.text()}")
+    accepted = time.perf_counter()
+    return accepted - sent, await asyncio.wait_for(arrival, 30) - sent
+
+
+async def compare(stacks: list[Stack], rounds: int, warmup: int) -> dict[str, Any]:
+    receiver = Receiver()
+    app = web.Application()
+    app.router.add_post("/callback", receiver.handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    template = MultipartTemplate("pano", f"http://127.0.0.1:{port}/callback", generated_jpeg(IMAGE_BYTES))
+    sessions = {stack.name: aiohttp.ClientSession(stack.url) for stack in stacks}
+    cpu_before: dict[str, dict[str, float]] = {}
+    try:
+        for round_number in range(warmup + rounds):
+            if round_number == warmup:
+                cpu_before = {stack.name: stack.cpu_s() for stack in stacks}
+            for stack in stacks if round_number % 2 == 0 else stacks[::-1]:
+                accept_s, callback_s = await one_request(sessions[stack.name], template, receiver)
+                if round_number >= warmup:
+                    stack.accept_s.append(accept_s)
+                    stack.callback_s.append(callback_s)
+    finally:
+        for session in sessions.values():
+            await session.close()
+        await runner.cleanup()
+    report: dict[str, Any] = {}
+    for stack in stacks:
+        cpu_after = stack.cpu_s()
+        report[stack.name] = {
+            "checkout": str(stack.checkout),
+            "callback_latency_ms": summary_ms(stack.callback_s),
+            "accept_latency_ms": summary_ms(stack.accept_s),
+            "cpu_ms_per_request": {
+                name: round((cpu_after[name] - cpu_before[stack.name][name]) * 1000 / rounds, 3) for name in cpu_after
+            },
+        }
+    return report
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkouts", nargs="+", metavar="NAME=PATH")
+    parser.add_argument("--rounds", type=int, default=400, help="measured requests per stack")
+    parser.add_argument("--warmup", type=int, default=30, help="unmeasured requests per stack first")
+    args = parser.parse_args()
+    named = [entry.partition("=") for entry in args.checkouts]
+    if any(not sep for _, sep, _ in named):
+        parser.error("give each checkout as NAME=PATH")
+    stacks: list[Stack] = []
+    try:
+        for name, _, path in named:
+            stacks.append(start_stack(name, Path(path).resolve()))
+        report = asyncio.run(compare(stacks, args.rounds, args.warmup))
+    finally:
+        for stack in stacks:
+            stack.stop()
+    conditions = {
+        "machine": f"{psutil.cpu_count()} cores",
+        "rounds": args.rounds,
+        "warmup": args.warmup,
+        "image_bytes": IMAGE_BYTES,
+        "worker_pool_processes": 2,
+        "mock_delay_s": 0,
+    }
+    print(json.dumps({"conditions": conditions, "stacks": report}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
