@@ -59,12 +59,17 @@ class Stack:
         return totals
 
     def stop(self) -> None:
-        for process in self.processes.values():
-            process.terminate()
-        for process in self.processes.values():
-            process.wait(30)
-        self.redis.stop()
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        try:
+            for process in self.processes.values():
+                process.terminate()
+            for process in self.processes.values():
+                try:
+                    process.wait(30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+        finally:
+            self.redis.stop()
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 def start_stack(name: str, checkout: Path) -> Stack:
@@ -123,6 +128,7 @@ async def one_request(
     async with session.post("/api/v1/analyze", data=template.body(task_id), headers=headers) as response:
         await response.read()
         if response.status != 202:
+            receiver.waiting.pop(task_id, None)
             raise RuntimeError(f"HTTP {response.status}: {await response.text()}")
     accepted = time.perf_counter()
     return accepted - sent, await asyncio.wait_for(arrival, 30) - sent
@@ -175,6 +181,8 @@ def main() -> int:
     named = [entry.partition("=") for entry in args.checkouts]
     if any(not sep for _, sep, _ in named):
         parser.error("give each checkout as NAME=PATH")
+    if len({name for name, _, _ in named}) < len(named):
+        parser.error("give each checkout a name of its own")
     stacks: list[Stack] = []
     try:
         for name, _, path in named:

@@ -84,7 +84,8 @@ class DeliveryService:
             self._start(taken)
             # Let the attempt send its request before the next BLPOP goes out (that write wakes
             # Redis, costly on a busy machine): one turn builds the request, and on Python 3.11
-            # aiohttp writes the body from a task of its own, which the second turn runs.
+            # aiohttp writes the body from a task of its own, which the second turn runs (3.12+
+            # writes it at once). An attempt that must open a connection first sends later.
             await asyncio.sleep(0)
             await asyncio.sleep(0)
         return next_poll

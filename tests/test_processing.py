@@ -120,15 +120,20 @@ def test_the_record_names_the_image_not_the_message(
     assert storage.reads == [other, key]
 
 
-def test_a_run_that_may_have_crashed_before_reads_nothing_past_the_attempt_limit(
-    persistence: TaskPersistence, storage: ReadCountingStorage, processor: TaskProcessor
+@pytest.mark.parametrize(("prefetch", "reads_image"), [(False, False), (True, True)])
+def test_only_a_first_run_reads_the_image_before_the_attempt_limit_is_known(
+    persistence: TaskPersistence,
+    storage: ReadCountingStorage,
+    processor: TaskProcessor,
+    prefetch: bool,
+    reads_image: bool,
 ) -> None:
-    # The last run died (perhaps decoding this very image): this one is over the limit, and must
-    # fail the task without touching the image.
+    # Over the limit: the last run died, perhaps decoding this very image. A run that may have
+    # crashed before must fail the task without touching it; a first run reads it ahead.
     task_id, key = queued_task(persistence, storage, jpeg_bytes(), attempts=MAX_ATTEMPTS)
-    assert processor.process(task_id, task_type="pano", image_key=key, prefetch=False) == TaskStatus.FAILED
+    assert processor.process(task_id, task_type="pano", image_key=key, prefetch=prefetch) == TaskStatus.FAILED
     assert (persistence.get_task(task_id) or {})["error"]["code"] == ErrorCode.INFERENCE_FAILED
-    assert storage.reads == []
+    assert storage.reads == ([key] if prefetch else [])
 
 
 def test_an_ended_task_is_not_run_again_even_when_its_image_was_read_ahead(
@@ -186,6 +191,7 @@ def test_work_that_raises_leaves_no_unread_answer_behind(persistence: TaskPersis
 
     with pytest.raises(KeyboardInterrupt):
         persistence.start_attempt_during(task_id, {"status": TaskStatus.PROCESSING}, failing)
-    # The exception comes through, the attempt was counted, and the client answers as before.
+    # The exception comes through, the attempt was counted, and the client answers as before
+    # (were the connection put back with the answer unread, a command could read that instead).
     assert persistence.redis_client.ping() is True
     assert persistence.get_task(task_id) == {"status": TaskStatus.PROCESSING, "attempts": 1}

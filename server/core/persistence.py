@@ -185,25 +185,35 @@ class TaskPersistence:
         """`start_attempt`, with `work()` done while Redis runs it: the worker reads and decodes the
         image in the round trip's time instead of after it. Both results come back; `work` should
         not raise (an exception from it drops the connection, the attempt having been counted).
+
+        A failure to send falls back to `start_attempt` and its retries (nothing ran); a failure
+        to read the answer raises, as the attempt may have been counted already.
         """
         keys = [self._build_key(task_id), self.running_key]
         args = [self.ttl, "attempts", *flatten_fields(fields)]
         pool = self.redis_client.connection_pool
         connection = pool.get_connection()
         try:
-            connection.send_command("EVALSHA", self._start.sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
-            done = work()
             try:
-                answer = self.redis_client.parse_response(connection, "EVALSHA")  # type: ignore[no-untyped-call]
-                flat = cast(list[str], answer)
-            except NoScriptError:  # Redis lost its script cache (a restart): nothing ran
-                flat = None
+                connection.send_command("EVALSHA", self._start.sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
+            except (redis.ConnectionError, redis.TimeoutError):
+                sent = False  # redis-py has dropped the connection
+            else:
+                sent = True
+                done = work()
+                try:
+                    answer = self.redis_client.parse_response(connection, "EVALSHA")  # type: ignore[no-untyped-call]
+                    flat: list[str] | None = cast(list[str], answer)
+                except NoScriptError:  # Redis lost its script cache (a restart): nothing ran
+                    flat = None
         except BaseException:
-            # An answer may still be on its way: the connection must not be reused.
+            # Whatever broke off, the connection may still hold an unread answer: never reuse it.
             connection.disconnect()  # type: ignore[no-untyped-call]
             raise
         finally:
             pool.release(connection)
+        if not sent:
+            return self.start_attempt(task_id, fields), work()
         if flat is None:
             return self.start_attempt(task_id, fields), done  # loads the script, then runs it
         return (decode_fields(flat) if flat else None), done
