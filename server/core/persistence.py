@@ -166,17 +166,17 @@ class TaskPersistence:
         message = queued.payload if queued is not None else ""
         return bool(self._claim(keys=keys, args=[self.ttl, message, *flatten_fields(metadata)]))
 
+    def _start_call(self, task_id: str, fields: Mapping[str, Any]) -> tuple[list[str], list[Any]]:
+        """The start script's keys and arguments."""
+        return [self._build_key(task_id), self.running_key], [self.ttl, "attempts", *flatten_fields(fields)]
+
     def start_attempt(self, task_id: str, fields: Mapping[str, Any]) -> dict[str, Any] | None:
         """Count an attempt (`attempts`) and set `fields` unless the task ended; the record afterwards, or None.
 
         A record whose status is terminal comes back unchanged: the caller must not run it.
         """
-        flat = cast(
-            list[str],
-            self._start(
-                keys=[self._build_key(task_id), self.running_key], args=[self.ttl, "attempts", *flatten_fields(fields)]
-            ),
-        )
+        keys, args = self._start_call(task_id, fields)
+        flat = cast(list[str], self._start(keys=keys, args=args))
         return decode_fields(flat) if flat else None
 
     def start_attempt_during(
@@ -189,33 +189,28 @@ class TaskPersistence:
         A failure to send falls back to `start_attempt` and its retries (nothing ran); a failure
         to read the answer raises, as the attempt may have been counted already.
         """
-        keys = [self._build_key(task_id), self.running_key]
-        args = [self.ttl, "attempts", *flatten_fields(fields)]
+        keys, args = self._start_call(task_id, fields)
         pool = self.redis_client.connection_pool
         connection = pool.get_connection()
         try:
-            try:
-                connection.send_command("EVALSHA", self._start.sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
-            except (redis.ConnectionError, redis.TimeoutError):
-                sent = False  # redis-py has dropped the connection
-            else:
-                sent = True
-                done = work()
-                try:
-                    answer = self.redis_client.parse_response(connection, "EVALSHA")  # type: ignore[no-untyped-call]
-                    flat: list[str] | None = cast(list[str], answer)
-                except NoScriptError:  # Redis lost its script cache (a restart): nothing ran
-                    flat = None
+            connection.send_command("EVALSHA", self._start.sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
+        except (redis.ConnectionError, redis.TimeoutError):  # redis-py has dropped the connection
+            pool.release(connection)
+            return self.start_attempt(task_id, fields), work()
+        try:
+            done = work()
+            answer = self.redis_client.parse_response(connection, "EVALSHA")  # type: ignore[no-untyped-call]
+        except NoScriptError:  # Redis lost its script cache (a restart): nothing ran
+            answer = None
         except BaseException:
             # Whatever broke off, the connection may still hold an unread answer: never reuse it.
             connection.disconnect()  # type: ignore[no-untyped-call]
             raise
         finally:
             pool.release(connection)
-        if not sent:
-            return self.start_attempt(task_id, fields), work()
-        if flat is None:
+        if answer is None:
             return self.start_attempt(task_id, fields), done  # loads the script, then runs it
+        flat = cast(list[str], answer)
         return (decode_fields(flat) if flat else None), done
 
     def close(self) -> None:
