@@ -27,16 +27,16 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import httpx
 import psutil
 from aiohttp import web
 
-from bench.loadgen import MultipartTemplate, generated_jpeg, summary_ms
-from bench.run import stack_env, start
+from bench.loadgen import MultipartTemplate, Receiver, generated_jpeg, summary_ms
+from bench.run import family, stack_env, start, stop_stack, wait_ready
 from server.embedded_redis import EmbeddedRedis, free_port
 
 ENTRY_POINTS = ("main_api.py", "main_worker.py", "main_delivery.py")
 IMAGE_BYTES = 100 * 1024
+CALLBACK_TIMEOUT_S = 30.0
 
 
 @dataclass
@@ -52,23 +52,14 @@ class Stack:
 
     def cpu_s(self) -> dict[str, float]:
         """CPU seconds (user + system) so far of each entry point's process tree."""
-        totals = {}
-        for name, process in self.processes.items():
-            parent = psutil.Process(process.pid)
-            totals[name] = sum(sum(p.cpu_times()[:2]) for p in [parent, *parent.children(recursive=True)])
-        return totals
+        return {
+            name: sum(sum(p.cpu_times()[:2]) for p in family(process.pid)) for name, process in self.processes.items()
+        }
 
     def stop(self) -> None:
         try:
-            for process in self.processes.values():
-                process.terminate()
-            for process in self.processes.values():
-                try:
-                    process.wait(30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+            stop_stack(self.processes.values(), self.redis)
         finally:
-            self.redis.stop()
             shutil.rmtree(self.workdir, ignore_errors=True)
 
 
@@ -83,38 +74,11 @@ def start_stack(name: str, checkout: Path) -> Stack:
             if (checkout / script).exists():
                 stack.processes[script] = start(script, [script], env, workdir, cwd=checkout)
         stack.url = f"http://127.0.0.1:{api_port}"
-        wait_answering(stack.url, workdir)
+        wait_ready(stack.url, workdir, ready=(200, 404))  # 404: a checkout from before /readyz
     except BaseException:
         stack.stop()
         raise
     return stack
-
-
-def wait_answering(api_url: str, workdir: Path, timeout_s: float = 60) -> None:
-    """Until the API is ready, or answers at all where it predates `/readyz` (404); the warm-up
-    rounds then wait for its worker."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{api_url}/readyz", timeout=1).status_code in (200, 404):
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{api_url} did not start; see {workdir}")
-
-
-class Receiver:
-    def __init__(self) -> None:
-        self.waiting: dict[str, asyncio.Future[float]] = {}
-
-    async def handle(self, request: web.Request) -> web.Response:
-        arrived = time.perf_counter()
-        task_id = json.loads(await request.read())["taskId"]
-        waiter = self.waiting.pop(task_id, None)
-        if waiter is not None and not waiter.done():
-            waiter.set_result(arrived)
-        return web.Response()
 
 
 async def one_request(
@@ -122,16 +86,17 @@ async def one_request(
 ) -> tuple[float, float]:
     """(accept, send→callback) seconds of one task."""
     task_id = str(uuid.uuid4())
-    arrival = receiver.waiting[task_id] = asyncio.get_running_loop().create_future()
     sent = time.perf_counter()
     headers = {"Content-Type": template.content_type}
     async with session.post("/api/v1/analyze", data=template.body(task_id), headers=headers) as response:
         await response.read()
         if response.status != 202:
-            receiver.waiting.pop(task_id, None)
             raise RuntimeError(f"HTTP {response.status}: {await response.text()}")
     accepted = time.perf_counter()
-    return accepted - sent, await asyncio.wait_for(arrival, 30) - sent
+    await receiver.wait(task_id, CALLBACK_TIMEOUT_S)
+    if task_id not in receiver.arrivals:
+        raise RuntimeError(f"no callback for task {task_id} within {CALLBACK_TIMEOUT_S} s")
+    return accepted - sent, receiver.arrivals[task_id][0] - sent
 
 
 async def compare(stacks: list[Stack], rounds: int, warmup: int) -> dict[str, Any]:

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -136,17 +137,32 @@ def stack_env(
     return env
 
 
-def wait_ready(api_url: str, logdir: Path, timeout_s: float = 60) -> None:
+def wait_ready(api_url: str, logdir: Path, timeout_s: float = 60, ready: tuple[int, ...] = (200,)) -> None:
+    """Until `/readyz` answers with a status in `ready`."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
-            api_ok = httpx.get(f"{api_url}/readyz", timeout=1).status_code == 200
+            if httpx.get(f"{api_url}/readyz", timeout=1).status_code in ready:
+                return
         except httpx.HTTPError:
-            api_ok = False
-        if api_ok:
-            return
+            pass
         time.sleep(0.2)
     raise RuntimeError(f"service did not start; see {logdir}")
+
+
+def stop_stack(processes: Iterable[subprocess.Popen[bytes]], redis_server: EmbeddedRedis) -> None:
+    """Terminate the stack's processes (killed if they take over 30 s), then its Redis."""
+    running = list(processes)
+    try:
+        for process in running:
+            process.terminate()
+        for process in running:
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+    finally:
+        redis_server.stop()
 
 
 def main() -> int:
@@ -215,11 +231,7 @@ def main() -> int:
             soak.update(pool_rss_mb_before=before, pool_rss_mb_after=after, pool_rss_growth_pct=round(growth, 2))
             results["soak"] = soak
     finally:
-        for process in processes.values():
-            process.terminate()
-        for process in processes.values():
-            process.wait(30)
-        redis_server.stop()
+        stop_stack(processes.values(), redis_server)
     if args.pipelines:
         from bench.pipelines import figures as pipeline_figures
 

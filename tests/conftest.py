@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from server.core.persistence import redis_client
+from server.core.persistence import TaskPersistence, redis_client
 from server.embedded_redis import EmbeddedRedis
 from server.settings import Settings, get_settings, settings_from_mapping
 from tests.support.receiver import CallbackReceiver
@@ -113,3 +113,10 @@ def private_settings(settings: Settings) -> Iterator[Settings]:
         keys = list(client.scan_iter(f"{private.redis.key_prefix}*"))
         if keys:
             client.delete(*keys)
+
+
+@pytest.fixture
+def persistence(private_settings: Settings) -> Iterator[TaskPersistence]:
+    """A task store client under `private_settings` (a test module may define its own instead)."""
+    with TaskPersistence(private_settings) as persistence:
+        yield persistence

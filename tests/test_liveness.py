@@ -1,22 +1,12 @@
-"""The reaper: tasks whose worker stopped beating are handed out again, once, with their image key."""
+"""The reaper: tasks whose worker stopped beating are handed out again, once, with their image key.
+
+On the conftest's private key prefix: reaping scans the whole running set, which other tests also fill."""
 
 from __future__ import annotations
-
-from collections.abc import Iterator
-
-import pytest
 
 from server.core.liveness import Liveness
 from server.core.persistence import TaskPersistence
 from server.core.storage import new_key
-from server.settings import Settings
-
-
-@pytest.fixture
-def persistence(private_settings: Settings) -> Iterator[TaskPersistence]:
-    """A key prefix of its own: reaping scans the whole running set, which other tests also fill."""
-    with TaskPersistence(private_settings) as persistence:
-        yield persistence
 
 
 def running(persistence: TaskPersistence, task_id: str, owner: str, **fields: object) -> None:

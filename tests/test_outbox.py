@@ -6,7 +6,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import pytest
@@ -20,13 +20,6 @@ from server.settings import Settings, settings_from_mapping
 from tests.support.receiver import CallbackReceiver, Reply
 
 T = TypeVar("T")
-
-
-@pytest.fixture
-def persistence(private_settings: Settings) -> Iterator[TaskPersistence]:
-    store = TaskPersistence(private_settings)
-    yield store
-    store.close()
 
 
 def on_queue(settings: Settings, use: Callable[[DeliveryQueue], Awaitable[T]]) -> T:

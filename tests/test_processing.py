@@ -5,7 +5,6 @@ crashed before)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,7 @@ from server.core.processing import TaskProcessor
 from server.core.status import TaskStatus
 from server.core.storage import LocalStorage, new_key
 from server.errors import ErrorCode
-from server.settings import Settings, get_settings
+from server.settings import get_settings
 from server.tasks import ran_before
 from server.worker import RESENT_HEADER, enqueue_analysis
 from tests.support.celery_apps import celery_for
@@ -39,13 +38,6 @@ class ReadCountingStorage(LocalStorage):
     def read_bytes(self, key: str) -> bytes:
         self.reads.append(key)
         return super().read_bytes(key)
-
-
-@pytest.fixture
-def persistence(private_settings: Settings) -> Iterator[TaskPersistence]:
-    # Ending a task writes the due set and the hand-off list: a key prefix of the test's own.
-    with TaskPersistence(private_settings) as persistence:
-        yield persistence
 
 
 @pytest.fixture
