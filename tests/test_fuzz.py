@@ -163,6 +163,9 @@ def contained_callback_url(url: str, receiver: CallbackReceiver) -> str:
     return admitted if _reaches_only(admitted, "127.0.0.1", receiver.port) else receiver.url()
 
 
+FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding", "host", "connection"})
+
+
 def steer(case: schemathesis.Case[Any], receiver: CallbackReceiver) -> None:
     """Keep callbacks on our receiver; let some images, callback URLs and task ids be real ones.
 
@@ -171,6 +174,10 @@ def steer(case: schemathesis.Case[Any], receiver: CallbackReceiver) -> None:
     bytes being a valid `binary`, so a request stays as valid or invalid as generated.
     """
     positive = case.meta is not None and case.meta.generation.mode == GenerationMode.POSITIVE
+    # Framing is the HTTP client's business: a generated Content-Length or Transfer-Encoding makes
+    # the request unparseable, refused by the HTTP server (uvicorn's plain 400) before any API runs.
+    for name in [name for name in case.headers or {} if name.lower() in FRAMING_HEADERS]:
+        del case.headers[name]
     if case.operation.path == "/api/v1/analyze":
         body: Any = case.body
         if not isinstance(body, dict):
