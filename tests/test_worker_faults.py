@@ -51,7 +51,7 @@ def test_soft_time_limit_ends_the_task_with_12004(slow_limit: Stack, receiver: C
     assert payload["error"] == {"code": 12004, "message": "Task timed out"}
     record = slow_limit.record(task_id)
     assert record["status"] == "failed"
-    assert not (slow_limit.upload_dir / record["imageKey"]).exists()
+    wait_until(lambda: not (slow_limit.upload_dir / record["imageKey"]).exists())  # just after the callback
 
 
 def test_a_killed_pool_process_gives_its_task_to_another_run(fragile: Stack, receiver: CallbackReceiver) -> None:
