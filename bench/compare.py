@@ -29,10 +29,9 @@ from typing import Any
 
 import aiohttp
 import psutil
-from aiohttp import web
 
-from bench.loadgen import MultipartTemplate, Receiver, generated_jpeg, summary_ms
-from bench.run import family, stack_env, start, stop_stack, wait_ready
+from bench.loadgen import MultipartTemplate, Receiver, generated_jpeg, post_analyze, serve_receiver, summary_ms
+from bench.run import stack_env, start, stop_stack, tree_cpu_seconds, wait_ready
 from server.embedded_redis import EmbeddedRedis, free_port
 
 ENTRY_POINTS = ("main_api.py", "main_worker.py", "main_delivery.py")
@@ -51,12 +50,6 @@ class Stack:
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     callback_s: list[float] = field(default_factory=list)
     accept_s: list[float] = field(default_factory=list)
-
-    def cpu_s(self) -> dict[str, float]:
-        """CPU seconds (user + system) so far of each entry point's process tree."""
-        return {
-            name: sum(sum(p.cpu_times()[:2]) for p in family(process.pid)) for name, process in self.processes.items()
-        }
 
     def stop(self) -> None:
         try:
@@ -89,11 +82,9 @@ async def one_request(
     """(accept, send→callback) seconds of one task."""
     task_id = str(uuid.uuid4())
     sent = time.perf_counter()
-    headers = {"Content-Type": template.content_type}
-    async with session.post("/api/v1/analyze", data=template.body(task_id), headers=headers) as response:
-        await response.read()
-        if response.status != 202:
-            raise RuntimeError(f"HTTP {response.status}: {await response.text()}")
+    status = await post_analyze(session, template, task_id)
+    if status != 202:
+        raise RuntimeError(f"HTTP {status} for task {task_id}")
     accepted = time.perf_counter()
     await receiver.wait(task_id, CALLBACK_TIMEOUT_S)
     if task_id not in receiver.arrivals:
@@ -102,13 +93,8 @@ async def one_request(
 
 
 async def compare(stacks: list[Stack], rounds: int, warmup: int) -> dict[str, Any]:
-    receiver = Receiver()
-    app = web.Application()
-    app.router.add_post("/callback", receiver.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
     port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    receiver, runner = await serve_receiver(port)
     template = MultipartTemplate("pano", f"http://127.0.0.1:{port}/callback", generated_jpeg(IMAGE_BYTES))
     sessions = {stack.name: aiohttp.ClientSession(stack.url) for stack in stacks}
     cpu_before: dict[str, dict[str, float]] = {}
@@ -116,7 +102,7 @@ async def compare(stacks: list[Stack], rounds: int, warmup: int) -> dict[str, An
     try:
         for round_number in range(warmup + rounds):
             if round_number == warmup:
-                cpu_before = {stack.name: stack.cpu_s() for stack in stacks}
+                cpu_before = {stack.name: tree_cpu_seconds(stack.processes) for stack in stacks}
             # A stack's request runs alongside the tail of the one before it (the settle, the ack):
             # with a fixed or merely reversed order, the middle one of three always followed
             # another stack and measured about 0.2 ms slower. A random order gives each stack the
@@ -132,7 +118,7 @@ async def compare(stacks: list[Stack], rounds: int, warmup: int) -> dict[str, An
         await runner.cleanup()
     report: dict[str, Any] = {}
     for stack in stacks:
-        cpu_after = stack.cpu_s()
+        cpu_after = tree_cpu_seconds(stack.processes)
         report[stack.name] = {
             "checkout": str(stack.checkout),
             "callback_latency_ms": summary_ms(stack.callback_s),

@@ -84,6 +84,25 @@ class Receiver:
         return web.Response(status=200)
 
 
+async def serve_receiver(port: int) -> tuple[Receiver, web.AppRunner]:
+    """A receiver taking callbacks at `http://127.0.0.1:{port}/callback`; clean the runner up after."""
+    receiver = Receiver()
+    app = web.Application()
+    app.router.add_post("/callback", receiver.handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return receiver, runner
+
+
+async def post_analyze(client: aiohttp.ClientSession, template: MultipartTemplate, task_id: str) -> int:
+    """Send one analyze request and read the whole answer; its HTTP status."""
+    body = template.body(task_id)
+    async with client.post("/api/v1/analyze", data=body, headers={"Content-Type": template.content_type}) as response:
+        await response.read()
+        return response.status
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     if not ordered:
@@ -118,12 +137,7 @@ async def run_load(
     Open loop (default): each user sends its next request as soon as the last one was accepted.
     Closed loop: each user waits for its task's callback first, so latency is measured unqueued.
     """
-    receiver = Receiver()
-    app = web.Application()
-    app.router.add_post("/callback", receiver.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", receiver_port).start()
+    receiver, runner = await serve_receiver(receiver_port)
     template = MultipartTemplate(task_type, f"http://127.0.0.1:{receiver_port}/callback", generated_jpeg(image_bytes))
     sent_at: dict[str, float] = {}
     accept_latency: list[float] = []
@@ -139,16 +153,12 @@ async def run_load(
         async def user() -> None:
             while not queue.empty():
                 task_id = queue.get_nowait()
-                body = template.body(task_id)
                 start = time.perf_counter()
                 sent_at[task_id] = start
-                async with client.post(
-                    "/api/v1/analyze", data=body, headers={"Content-Type": template.content_type}
-                ) as response:
-                    await response.read()
+                status = await post_analyze(client, template, task_id)
                 accept_latency.append(time.perf_counter() - start)
-                statuses[response.status] = statuses.get(response.status, 0) + 1
-                if response.status == 202:
+                statuses[status] = statuses.get(status, 0) + 1
+                if status == 202:
                     accepted_ids.append(task_id)
                     if closed_loop:
                         await receiver.wait(task_id, callback_timeout_s)

@@ -79,9 +79,14 @@ def memory_report(processes: dict[str, subprocess.Popen[bytes]]) -> dict[str, An
     return report
 
 
+def tree_cpu_seconds(processes: dict[str, subprocess.Popen[bytes]]) -> dict[str, float]:
+    """CPU time (user + system) used so far by each process and its children."""
+    return {name: sum(sum(p.cpu_times()[:2]) for p in family(process.pid)) for name, process in processes.items()}
+
+
 def cpu_seconds(processes: dict[str, subprocess.Popen[bytes]]) -> dict[str, float]:
-    """CPU time (user + system) used so far by each process tree, and by this load generator."""
-    totals = {name: sum(sum(p.cpu_times()[:2]) for p in family(process.pid)) for name, process in processes.items()}
+    """CPU time (user + system) used so far by each process tree, this load generator and its Redis."""
+    totals = tree_cpu_seconds(processes)
     me = psutil.Process()
     totals["loadgen"] = sum(me.cpu_times()[:2])
     totals["redis"] = sum(sum(p.cpu_times()[:2]) for p in me.children() if "redis" in p.name())
